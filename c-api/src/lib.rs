@@ -1,0 +1,1 @@
+//! C ABI for the xbzrle codec and policy layer.

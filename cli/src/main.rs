@@ -1,0 +1,3 @@
+//! The `xbzrle` command line tool.
+
+fn main() {}

@@ -1,0 +1,31 @@
+//! QEMU-compatible XBZRLE (XOR-based zero-run-length encoding).
+//!
+//! A *delta* turns an old page into a new page of the same length. It is a sequence of
+//! `zrun nzrun` pairs: `zrun` unchanged bytes to skip, then `nzrun` changed bytes given
+//! literally. Lengths are ULEB128; the trailing unchanged run is never encoded, so the
+//! empty delta means "unchanged".
+//!
+//! * [`encode`] writes the **canonical** delta (maximal runs), byte-identical to QEMU's
+//!   `xbzrle_encode_buffer`, with an *exact* overflow rule (see [`Encoded::Overflow`]).
+//! * [`encode_compact`] writes the smallest delta in the same grammar; QEMU's decoder
+//!   accepts it.
+//! * [`encode_update`] encodes and refreshes the cached copy in a single pass.
+//! * [`decode`] applies a delta in place with QEMU's verdict on every input;
+//!   [`validate`] checks a delta without touching any page.
+//!
+//! The fastest [`Kernel`] the CPU supports is detected once and used by the free
+//! functions; every kernel can also be called directly.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+mod decode;
+mod encode;
+pub mod format;
+mod kernel;
+
+pub use decode::{DecodeError, DecodeErrorKind, decode, validate};
+pub use encode::{Encoded, encode, encode_compact, encode_update};
+pub use kernel::{Kernel, KernelUnavailable};
+
+/// Longest length QEMU writes (two ULEB128 bytes). Pages up to this size are
+/// QEMU-compatible in both directions.
+pub const QEMU_MAX_LEN: usize = 0x3fff;

@@ -1,0 +1,1 @@
+//! Page cache, admission policies, sender and receiver for XBZRLE live migration.

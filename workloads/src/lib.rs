@@ -1,0 +1,2 @@
+//! Workloads shared by the benches, the CLI and tests: synthetic page pairs and readers
+//! for real guest-RAM snapshots.

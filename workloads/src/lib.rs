@@ -1,2 +1,3 @@
 //! Workloads shared by the benches, the CLI and tests: synthetic page pairs and readers
 //! for real guest-RAM snapshots.
+pub mod snapshots;

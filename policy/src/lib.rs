@@ -1,1 +1,29 @@
-//! Page cache, admission policies, sender and receiver for XBZRLE live migration.
+#![doc = include_str!("../README.md")]
+//!
+//! # Crate layout
+//!
+//! * [`cache`]: the [`PageCache`] trait with a QEMU-compatible [`DirectMappedCache`] and a
+//!   [`SetAssociativeCache`].
+//! * [`admission`]: which pages may enter the cache ([`AdmitAlways`], [`AfterBulk`],
+//!   [`Frequency`]).
+//! * [`Sender`]: QEMU's per-page decision flow, thread-safe; [`Receiver`]: applies records,
+//!   leaving the page untouched on bad input.
+//! * [`wire`]: the record byte layout; [`stats`]: QEMU's `xbzrle-cache` statistics.
+
+pub mod admission;
+pub mod cache;
+mod config;
+mod receiver;
+mod sender;
+pub mod stats;
+pub mod wire;
+
+pub use admission::{Admission, AdmissionPolicy, AdmitAlways, AfterBulk, Frequency};
+pub use cache::{
+    CACHED_PAGE_LIFETIME, CacheKind, DirectMappedCache, PageCache, Replacement, SetAssociativeCache,
+};
+pub use config::{ConfigError, SenderConfig, Stage};
+pub use receiver::{Applied, ReceiveError, Receiver};
+pub use sender::{Outcome, RawReason, SendError, Sender, Sent};
+pub use stats::{SenderStats, XbzrleCacheStats};
+pub use wire::{Body, Record, RecordError};

@@ -1,0 +1,161 @@
+//! QEMU's direct-mapped page cache.
+
+use super::buffer::PageBuffer;
+use super::{CACHED_PAGE_LIFETIME, PageCache, pages_in, pow2_floor};
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    page: u64,
+    age: u64,
+    valid: bool,
+}
+
+/// QEMU-compatible direct-mapped cache: `2^n` slots (the largest power of two of pages that
+/// fits the budget), page `p` in slot `p mod 2^n`. An insertion does not evict another page
+/// used within [`CACHED_PAGE_LIFETIME`] generations; a hit refreshes the age.
+#[derive(Debug)]
+pub struct DirectMappedCache {
+    configured: u64,
+    entries: Vec<Entry>,
+    pages: PageBuffer,
+    len: usize,
+}
+
+impl DirectMappedCache {
+    /// An empty cache for pages of `page_size` bytes with a budget of `bytes`.
+    ///
+    /// # Panics
+    /// If `page_size` is 0.
+    pub fn new(page_size: usize, bytes: u64) -> Self {
+        let slots = Self::slots_for(bytes, page_size);
+        Self {
+            configured: bytes,
+            entries: vec![Entry::default(); slots],
+            pages: PageBuffer::new(page_size, slots),
+            len: 0,
+        }
+    }
+
+    fn slots_for(bytes: u64, page_size: usize) -> usize {
+        assert!(page_size > 0, "page size must not be 0");
+        pow2_floor(pages_in(bytes, page_size)) as usize
+    }
+
+    fn slot(&self, page: u64) -> Option<usize> {
+        let slots = self.entries.len() as u64;
+        // `slots` is a power of two or 0.
+        (slots != 0).then(|| (page & (slots - 1)) as usize)
+    }
+
+    fn find(&self, page: u64) -> Option<usize> {
+        self.slot(page)
+            .filter(|&s| self.entries[s].valid && self.entries[s].page == page)
+    }
+}
+
+impl PageCache for DirectMappedCache {
+    fn page_size(&self) -> usize {
+        self.pages.page_size()
+    }
+
+    fn configured_bytes(&self) -> u64 {
+        self.configured
+    }
+
+    fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn allocated_bytes(&self) -> usize {
+        self.pages.allocated_bytes()
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, page: u64) -> Option<&[u8]> {
+        self.find(page).map(|s| self.pages.page(s))
+    }
+
+    fn age(&self, page: u64) -> Option<u64> {
+        self.find(page).map(|s| self.entries[s].age)
+    }
+
+    fn hit(&mut self, page: u64, generation: u64) -> Option<&mut [u8]> {
+        let slot = self.find(page)?;
+        self.entries[slot].age = generation;
+        Some(self.pages.page_mut(slot))
+    }
+
+    fn insert(&mut self, page: u64, data: &[u8], generation: u64) -> bool {
+        assert_eq!(
+            data.len(),
+            self.page_size(),
+            "insert needs exactly one page"
+        );
+        let Some(slot) = self.slot(page) else {
+            return false;
+        };
+        let entry = self.entries[slot];
+        if entry.valid
+            && entry.page != page
+            && entry.age.saturating_add(CACHED_PAGE_LIFETIME) > generation
+        {
+            return false;
+        }
+        self.pages.page_mut(slot).copy_from_slice(data);
+        if !entry.valid {
+            self.len += 1;
+        }
+        self.entries[slot] = Entry {
+            page,
+            age: generation,
+            valid: true,
+        };
+        true
+    }
+
+    fn remove(&mut self, page: u64) -> bool {
+        let Some(slot) = self.find(page) else {
+            return false;
+        };
+        self.entries[slot].valid = false;
+        self.len -= 1;
+        true
+    }
+
+    fn resize(&mut self, bytes: u64) {
+        self.configured = bytes;
+        let new_slots = Self::slots_for(bytes, self.page_size());
+        if new_slots == self.entries.len() {
+            return;
+        }
+        // Old slots in ascending order; on a collision keep the most recently used, the
+        // earlier slot on a tie (QEMU's cache_resize keeps the entry already placed).
+        let mut placed: Vec<Option<(Entry, usize)>> = vec![None; new_slots];
+        if new_slots != 0 {
+            let mask = new_slots as u64 - 1;
+            for (src, &entry) in self.entries.iter().enumerate() {
+                if !entry.valid {
+                    continue;
+                }
+                let dst = &mut placed[(entry.page & mask) as usize];
+                if dst.is_none_or(|(kept, _)| kept.age < entry.age) {
+                    *dst = Some((entry, src));
+                }
+            }
+        }
+        let moves: Vec<(usize, usize)> = placed
+            .iter()
+            .enumerate()
+            .filter_map(|(dst, p)| p.map(|(_, src)| (src, dst)))
+            .collect();
+        self.pages.relayout(new_slots, &moves);
+        self.entries = placed
+            .into_iter()
+            .map(|p| p.map_or_else(Entry::default, |(e, _)| e))
+            .collect();
+        self.len = moves.len();
+    }
+}

@@ -1,0 +1,257 @@
+//! Set-associative page cache with a choice of replacement rule.
+
+use super::buffer::PageBuffer;
+use super::{CACHED_PAGE_LIFETIME, PageCache, Replacement, pages_in, pow2_floor};
+
+/// Hit counts saturate here; halving per idle generation brings them back down quickly.
+const MAX_HITS: u8 = 15;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    page: u64,
+    age: u64,
+    /// Value of the cache's use counter at the last hit or insertion (recency order).
+    last_use: u64,
+    hits: u8,
+    valid: bool,
+}
+
+/// Set-associative cache: `2^n` sets of `ways` entries; page `p` may live in any way of set
+/// `p mod 2^n`. When the set is full, the [`Replacement`] rule picks the victim (or
+/// refuses). With `ways == 1` and [`Replacement::Lifetime`], lookups and insertions behave
+/// like [`DirectMappedCache`](super::DirectMappedCache)'s (resize breaks ties differently).
+#[derive(Debug)]
+pub struct SetAssociativeCache {
+    configured: u64,
+    /// Ways requested; `ways` is lower only when the budget holds fewer pages.
+    requested_ways: usize,
+    ways: usize,
+    sets: usize,
+    replacement: Replacement,
+    entries: Vec<Entry>,
+    pages: PageBuffer,
+    len: usize,
+    uses: u64,
+    generation: u64,
+}
+
+impl SetAssociativeCache {
+    /// An empty cache for pages of `page_size` bytes, a budget of `bytes`, `ways` entries
+    /// per set (fewer if the budget holds fewer pages) and the given victim choice.
+    ///
+    /// # Panics
+    /// If `page_size` or `ways` is 0.
+    pub fn new(page_size: usize, bytes: u64, ways: usize, replacement: Replacement) -> Self {
+        assert!(ways > 0, "a set-associative cache needs at least one way");
+        let (sets, eff_ways) = Self::layout(bytes, page_size, ways);
+        Self {
+            configured: bytes,
+            requested_ways: ways,
+            ways: eff_ways,
+            sets,
+            replacement,
+            entries: vec![Entry::default(); sets * eff_ways],
+            pages: PageBuffer::new(page_size, sets * eff_ways),
+            len: 0,
+            uses: 0,
+            generation: 0,
+        }
+    }
+
+    /// Entries per set actually used (the configured ways, or fewer for a tiny budget).
+    pub fn ways(&self) -> usize {
+        self.ways
+    }
+
+    /// Number of sets (a power of two, or 0 when not even one page fits).
+    pub fn sets(&self) -> usize {
+        self.sets
+    }
+
+    /// The victim choice.
+    pub fn replacement(&self) -> Replacement {
+        self.replacement
+    }
+
+    fn layout(bytes: u64, page_size: usize, ways: usize) -> (usize, usize) {
+        assert!(page_size > 0, "page size must not be 0");
+        let pages = pages_in(bytes, page_size);
+        let ways = (ways as u64).min(pages);
+        if ways == 0 {
+            return (0, 0);
+        }
+        let sets = pow2_floor(pages / ways);
+        // sets * ways <= pages <= bytes, which the caller can allocate.
+        (sets as usize, ways as usize)
+    }
+
+    fn set_range(&self, page: u64) -> Option<core::ops::Range<usize>> {
+        (self.sets != 0).then(|| {
+            let set = (page & (self.sets as u64 - 1)) as usize;
+            set * self.ways..(set + 1) * self.ways
+        })
+    }
+
+    fn find(&self, page: u64) -> Option<usize> {
+        self.set_range(page)?
+            .find(|&i| self.entries[i].valid && self.entries[i].page == page)
+    }
+
+    /// Marks a use: new age, most recent; `hit` also counts a hit.
+    fn touch(&mut self, slot: usize, generation: u64, hit: bool) {
+        self.uses += 1;
+        self.generation = self.generation.max(generation);
+        let entry = &mut self.entries[slot];
+        entry.age = generation;
+        entry.last_use = self.uses;
+        if hit {
+            entry.hits = (entry.hits + 1).min(MAX_HITS);
+        }
+    }
+
+    fn protected(&self, entry: &Entry, generation: u64) -> bool {
+        match self.replacement {
+            Replacement::Lru => false,
+            Replacement::Lifetime | Replacement::Frequency => {
+                entry.age.saturating_add(CACHED_PAGE_LIFETIME) > generation
+            }
+        }
+    }
+
+    /// Ordering key: the entry with the smallest key is evicted first.
+    fn keep_key(&self, entry: &Entry, generation: u64) -> (u64, u64) {
+        match self.replacement {
+            Replacement::Lru | Replacement::Lifetime => (0, entry.last_use),
+            Replacement::Frequency => {
+                // A page last used in the previous generation is not idle.
+                let idle = generation
+                    .saturating_sub(entry.age.saturating_add(1))
+                    .min(8);
+                (u64::from(entry.hits) >> idle, entry.last_use)
+            }
+        }
+    }
+
+    fn victim(&self, set: core::ops::Range<usize>, generation: u64) -> Option<usize> {
+        if let Some(free) = set.clone().find(|&i| !self.entries[i].valid) {
+            return Some(free);
+        }
+        set.filter(|&i| !self.protected(&self.entries[i], generation))
+            .min_by_key(|&i| self.keep_key(&self.entries[i], generation))
+    }
+}
+
+impl PageCache for SetAssociativeCache {
+    fn page_size(&self) -> usize {
+        self.pages.page_size()
+    }
+
+    fn configured_bytes(&self) -> u64 {
+        self.configured
+    }
+
+    fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn allocated_bytes(&self) -> usize {
+        self.pages.allocated_bytes()
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, page: u64) -> Option<&[u8]> {
+        self.find(page).map(|s| self.pages.page(s))
+    }
+
+    fn age(&self, page: u64) -> Option<u64> {
+        self.find(page).map(|s| self.entries[s].age)
+    }
+
+    fn hit(&mut self, page: u64, generation: u64) -> Option<&mut [u8]> {
+        let slot = self.find(page)?;
+        self.touch(slot, generation, true);
+        Some(self.pages.page_mut(slot))
+    }
+
+    fn insert(&mut self, page: u64, data: &[u8], generation: u64) -> bool {
+        assert_eq!(
+            data.len(),
+            self.page_size(),
+            "insert needs exactly one page"
+        );
+        let slot = match self.find(page) {
+            Some(slot) => {
+                // Rewriting a cached page (zero page, bulk resend) is a use of it.
+                self.touch(slot, generation, true);
+                slot
+            }
+            None => {
+                let Some(set) = self.set_range(page) else {
+                    return false;
+                };
+                let Some(slot) = self.victim(set, generation) else {
+                    return false;
+                };
+                if !self.entries[slot].valid {
+                    self.len += 1;
+                }
+                self.entries[slot] = Entry {
+                    page,
+                    valid: true,
+                    ..Entry::default()
+                };
+                self.touch(slot, generation, false);
+                slot
+            }
+        };
+        self.pages.page_mut(slot).copy_from_slice(data);
+        true
+    }
+
+    fn remove(&mut self, page: u64) -> bool {
+        let Some(slot) = self.find(page) else {
+            return false;
+        };
+        self.entries[slot].valid = false;
+        self.len -= 1;
+        true
+    }
+
+    fn resize(&mut self, bytes: u64) {
+        self.configured = bytes;
+        let (sets, ways) = Self::layout(bytes, self.page_size(), self.requested_ways);
+        if sets == self.sets && ways == self.ways {
+            return;
+        }
+        let generation = self.generation;
+        // (new set, keep key, old slot) for every cached page; best first within a set.
+        let mut survivors: Vec<(usize, (u64, u64), usize)> = Vec::new();
+        if sets != 0 {
+            let mask = sets as u64 - 1;
+            for (src, entry) in self.entries.iter().enumerate().filter(|(_, e)| e.valid) {
+                let set = (entry.page & mask) as usize;
+                survivors.push((set, self.keep_key(entry, generation), src));
+            }
+        }
+        survivors.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut entries = vec![Entry::default(); sets * ways];
+        let mut moves = Vec::new();
+        let mut filled = vec![0usize; sets];
+        for (set, _, src) in survivors {
+            if filled[set] < ways {
+                let dst = set * ways + filled[set];
+                filled[set] += 1;
+                entries[dst] = self.entries[src];
+                moves.push((src, dst));
+            }
+        }
+        self.pages.relayout(sets * ways, &moves);
+        self.entries = entries;
+        self.sets = sets;
+        self.ways = ways;
+        self.len = moves.len();
+    }
+}

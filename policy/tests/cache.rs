@@ -1,0 +1,248 @@
+//! Page caches on their own: memory bound, lazy allocation, resize, replacement details.
+
+use proptest::prelude::*;
+use xbzrle_policy::{CacheKind, DirectMappedCache, PageCache, Replacement, SetAssociativeCache};
+
+const PAGE: usize = 32;
+
+fn page(fill: u8) -> Vec<u8> {
+    vec![fill; PAGE]
+}
+
+fn all_kinds() -> Vec<CacheKind> {
+    let mut kinds = vec![CacheKind::DirectMapped];
+    for ways in [1, 2, 3, 8] {
+        for replacement in [
+            Replacement::Lru,
+            Replacement::Lifetime,
+            Replacement::Frequency,
+        ] {
+            kinds.push(CacheKind::SetAssociative { ways, replacement });
+        }
+    }
+    kinds
+}
+
+#[test]
+fn allocation_is_lazy_and_single() {
+    for kind in all_kinds() {
+        let mut cache = kind.build(PAGE, 100 * PAGE as u64 + 7);
+        assert_eq!(cache.allocated_bytes(), 0, "{kind:?}");
+        assert!(cache.insert(5, &page(1), 0));
+        // One allocation of every slot at once, never above the budget.
+        assert_eq!(cache.allocated_bytes(), cache.capacity() * PAGE, "{kind:?}");
+        assert!(cache.allocated_bytes() <= 100 * PAGE + 7);
+        assert!(
+            cache.capacity() >= 50,
+            "{kind:?}: capacity {}",
+            cache.capacity()
+        );
+    }
+}
+
+#[test]
+fn direct_mapped_uses_a_power_of_two_of_slots() {
+    for (pages, slots) in [(1, 1), (3, 2), (4, 4), (100, 64), (1023, 512), (1024, 1024)] {
+        let cache = DirectMappedCache::new(PAGE, pages * PAGE as u64 + PAGE as u64 - 1);
+        assert_eq!(cache.capacity(), slots, "{pages} pages");
+    }
+    // Below one page: nothing fits, nothing is ever cached.
+    let mut cache = DirectMappedCache::new(PAGE, PAGE as u64 - 1);
+    assert!(!cache.insert(0, &page(1), 0));
+    assert_eq!((cache.capacity(), cache.allocated_bytes()), (0, 0));
+}
+
+#[test]
+fn set_associative_layout() {
+    let cache = SetAssociativeCache::new(PAGE, 100 * PAGE as u64, 8, Replacement::Frequency);
+    // 100 pages / 8 ways = 12 sets, rounded down to 8.
+    assert_eq!((cache.sets(), cache.ways(), cache.capacity()), (8, 8, 64));
+    let tiny = SetAssociativeCache::new(PAGE, 3 * PAGE as u64, 8, Replacement::Lru);
+    assert_eq!((tiny.sets(), tiny.ways()), (1, 3));
+}
+
+#[test]
+fn lru_evicts_least_recent_and_ignores_lifetime() {
+    let mut c = SetAssociativeCache::new(PAGE, 2 * PAGE as u64, 2, Replacement::Lru);
+    assert!(c.insert(1, &page(1), 5));
+    assert!(c.insert(2, &page(2), 5));
+    assert!(c.hit(1, 5).is_some());
+    assert!(c.insert(3, &page(3), 5)); // evicts 2, used this generation
+    assert_eq!(
+        (c.get(1), c.get(2), c.get(3)),
+        (Some(&page(1)[..]), None, Some(&page(3)[..]))
+    );
+}
+
+#[test]
+fn frequency_evicts_the_least_hit_unprotected_entry() {
+    let mut c = SetAssociativeCache::new(PAGE, 3 * PAGE as u64, 3, Replacement::Frequency);
+    for p in 1..=3 {
+        assert!(c.insert(p, &page(p as u8), 0));
+    }
+    // Page 1 is hit in generations 1..=3, page 3 once in 3, page 2 never.
+    for g in 1..=3 {
+        assert!(c.hit(1, g).is_some());
+    }
+    assert!(c.hit(3, 3).is_some());
+    // Generation 4: pages 1 and 3 protected; 2 (idle since 0) goes.
+    assert!(c.insert(4, &page(4), 4));
+    assert_eq!(c.get(2), None);
+    // Generation 6: nothing is protected. Scores: page 1 has 3 hits halved for 2 idle
+    // generations (4 and 5) = 0; page 3: 1 >> 2 = 0; page 4: 0 hits. A tie: the least
+    // recently used goes, page 1 (its last hit came before page 3's).
+    assert!(c.insert(5, &page(5), 6));
+    assert_eq!(c.get(1), None);
+    assert!(c.get(3).is_some() && c.get(4).is_some());
+}
+
+#[test]
+fn frequency_prefers_keeping_hot_pages_over_recent_ones() {
+    let mut c = SetAssociativeCache::new(PAGE, 2 * PAGE as u64, 2, Replacement::Frequency);
+    assert!(c.insert(1, &page(1), 0));
+    for g in 1..=4 {
+        assert!(c.hit(1, g).is_some()); // 4 hits, last in generation 4
+    }
+    assert!(c.insert(2, &page(2), 4)); // 0 hits, used after page 1
+    // Generation 6: both unprotected; page 1 scores 4 >> 1 = 2, page 2 scores 0.
+    assert!(c.insert(3, &page(3), 6));
+    assert!(c.get(1).is_some() && c.get(2).is_none());
+    // LRU would have evicted page 1.
+    let mut l = SetAssociativeCache::new(PAGE, 2 * PAGE as u64, 2, Replacement::Lifetime);
+    assert!(l.insert(1, &page(1), 0));
+    for g in 1..=4 {
+        assert!(l.hit(1, g).is_some());
+    }
+    assert!(l.insert(2, &page(2), 4));
+    assert!(l.insert(3, &page(3), 6));
+    assert!(l.get(1).is_none() && l.get(2).is_some());
+}
+
+#[test]
+fn set_associative_resize_keeps_the_most_valuable() {
+    let mut c = SetAssociativeCache::new(PAGE, 8 * PAGE as u64, 2, Replacement::Lifetime);
+    for p in 0..8u64 {
+        assert!(c.insert(p, &page(p as u8 + 1), 0));
+    }
+    // 4 sets of 2; touch the odd pages later.
+    for p in (1..8u64).step_by(2) {
+        assert!(c.hit(p, 1).is_some());
+    }
+    c.resize(2 * PAGE as u64); // 1 set of 2: the two most recently used odd pages
+    assert_eq!(c.len(), 2);
+    assert_eq!(c.get(7), Some(&page(8)[..]));
+    assert_eq!(c.get(5), Some(&page(6)[..]));
+    assert_eq!(c.allocated_bytes(), 2 * PAGE);
+    c.resize(16 * PAGE as u64);
+    assert_eq!((c.sets(), c.ways(), c.len()), (8, 2, 2));
+    assert_eq!(c.get(7), Some(&page(8)[..]));
+    assert_eq!(c.get(5), Some(&page(6)[..]));
+    c.resize(PAGE as u64 / 2);
+    assert_eq!((c.capacity(), c.len(), c.allocated_bytes()), (0, 0, 0));
+    // The requested associativity comes back with the budget.
+    c.resize(8 * PAGE as u64);
+    assert_eq!((c.sets(), c.ways()), (4, 2));
+}
+
+#[derive(Clone, Debug)]
+enum CacheOp {
+    Insert(u64, u8),
+    Hit(u64, u8),
+    Remove(u64),
+    Resize(u64),
+    NextGeneration,
+}
+
+fn cache_op() -> impl Strategy<Value = CacheOp> {
+    prop_oneof![
+        4 => (0..64u64, any::<u8>()).prop_map(|(p, f)| CacheOp::Insert(p, f)),
+        3 => (0..64u64, any::<u8>()).prop_map(|(p, f)| CacheOp::Hit(p, f)),
+        1 => (0..64u64).prop_map(CacheOp::Remove),
+        1 => (0..40 * PAGE as u64).prop_map(CacheOp::Resize),
+        2 => Just(CacheOp::NextGeneration),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Against a model (page → content): a cached page always holds what was last stored
+    /// in it, the page data never exceeds the budget, and `len` counts the entries.
+    #[test]
+    fn caches_hold_what_was_stored_within_budget(
+        bytes in 0..40 * PAGE as u64,
+        ops in prop::collection::vec(cache_op(), 1..120),
+    ) {
+        for kind in all_kinds() {
+            let mut cache = kind.build(PAGE, bytes);
+            let mut budget = bytes;
+            let mut model = std::collections::HashMap::new();
+            let mut generation = 0;
+            for op in &ops {
+                match *op {
+                    CacheOp::Insert(p, f) => {
+                        if cache.insert(p, &page(f), generation) {
+                            model.insert(p, f);
+                        }
+                    }
+                    CacheOp::Hit(p, f) => {
+                        if let Some(copy) = cache.hit(p, generation) {
+                            copy.fill(f);
+                            model.insert(p, f);
+                            prop_assert_eq!(cache.age(p), Some(generation));
+                        }
+                    }
+                    CacheOp::Remove(p) => {
+                        cache.remove(p);
+                    }
+                    CacheOp::Resize(b) => {
+                        cache.resize(b);
+                        budget = b;
+                    }
+                    CacheOp::NextGeneration => generation += 1,
+                }
+                prop_assert!(cache.allocated_bytes() as u64 <= budget);
+                prop_assert!(cache.capacity() as u64 * PAGE as u64 <= budget);
+                let cached: Vec<u64> = (0..64).filter(|&p| cache.get(p).is_some()).collect();
+                prop_assert_eq!(cached.len(), cache.len());
+                prop_assert!(cache.len() <= cache.capacity());
+                for p in cached {
+                    prop_assert_eq!(cache.get(p), Some(&page(model[&p])[..]), "{:?} page {}", kind, p);
+                }
+            }
+        }
+    }
+
+    /// One way with QEMU's lifetime rule is QEMU's direct-mapped cache.
+    #[test]
+    fn one_way_lifetime_is_direct_mapped(
+        pages in 1..20u64,
+        ops in prop::collection::vec(cache_op(), 1..200),
+    ) {
+        let mut direct = DirectMappedCache::new(PAGE, pages * PAGE as u64);
+        let mut assoc = SetAssociativeCache::new(PAGE, pages * PAGE as u64, 1, Replacement::Lifetime);
+        let mut generation = 0;
+        for op in &ops {
+            match *op {
+                CacheOp::Insert(p, f) => prop_assert_eq!(
+                    direct.insert(p, &page(f), generation),
+                    assoc.insert(p, &page(f), generation)
+                ),
+                CacheOp::Hit(p, f) => {
+                    let (d, a) = (direct.hit(p, generation), assoc.hit(p, generation));
+                    prop_assert_eq!(d.is_some(), a.is_some());
+                    if let (Some(d), Some(a)) = (d, a) {
+                        d.fill(f);
+                        a.fill(f);
+                    }
+                }
+                CacheOp::Remove(p) => prop_assert_eq!(direct.remove(p), assoc.remove(p)),
+                CacheOp::Resize(_) | CacheOp::NextGeneration => generation += 1,
+            }
+            for p in 0..64 {
+                prop_assert_eq!(direct.get(p), assoc.get(p));
+                prop_assert_eq!(direct.age(p), assoc.age(p));
+            }
+        }
+    }
+}

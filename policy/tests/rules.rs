@@ -1,0 +1,476 @@
+//! Table-driven tests of the sender's rules (DESIGN §2). Every case also runs a receiver
+//! on the records and checks that it ends with the sender's memory.
+
+use xbzrle_policy::{
+    Admission, CacheKind, Outcome, RawReason, Receiver, Replacement, Sender, SenderConfig,
+};
+
+const PAGE: usize = 64;
+const GUEST_PAGES: usize = 32;
+
+/// Page contents, built independently of the code under test.
+#[derive(Clone, Copy, Debug)]
+enum C {
+    /// All zero.
+    Zero,
+    /// A busy page (every byte odd, so never zero).
+    Base(u8),
+    /// `Base(seed)` with one byte flipped: a tiny delta.
+    Poke(u8, usize),
+    /// Zero page with one byte set: a tiny delta against zeros.
+    ZeroPoke(usize),
+    /// Every byte of `Base(seed)` inverted: the delta cannot fit in a page.
+    Inverse(u8),
+}
+
+fn bytes(c: C) -> Vec<u8> {
+    let base = |seed: u8| -> Vec<u8> {
+        (0..PAGE)
+            .map(|i| {
+                seed.wrapping_mul(31)
+                    .wrapping_add((i as u8).wrapping_mul(7))
+                    | 1
+            })
+            .collect()
+    };
+    match c {
+        C::Zero => vec![0; PAGE],
+        C::Base(s) => base(s),
+        C::Poke(s, i) => {
+            let mut p = base(s);
+            p[i] ^= 0x80;
+            p
+        }
+        C::ZeroPoke(i) => {
+            let mut p = vec![0; PAGE];
+            p[i] = 1;
+            p
+        }
+        C::Inverse(s) => base(s).iter().map(|b| !b).collect(),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// `start_pass` (dirty sync).
+    Pass,
+    /// `start_last_stage`.
+    Last,
+    /// Resize the cache to this many pages.
+    Resize(u64),
+    /// Send `page` with content `C`, expecting this outcome.
+    Send(u64, C, Outcome),
+    /// `page` is cached with content `C` and age `u64`.
+    Cached(u64, C, u64),
+    /// `page` is not cached.
+    NotCached(u64),
+}
+
+use Outcome::{Skipped, Xbzrle, Zero};
+use Step::*;
+const BULK: Outcome = Outcome::Raw(RawReason::Bulk);
+const MISS: Outcome = Outcome::Raw(RawReason::Miss);
+const OVERFLOW: Outcome = Outcome::Raw(RawReason::Overflow);
+
+struct Case {
+    name: &'static str,
+    cache: CacheKind,
+    admission: Admission,
+    cache_pages: u64,
+    steps: &'static [Step],
+}
+
+const DM: CacheKind = CacheKind::DirectMapped;
+const SA2: CacheKind = CacheKind::SetAssociative {
+    ways: 2,
+    replacement: Replacement::Lifetime,
+};
+
+/// Passes 1 (bulk) and 2: generation 2, XBZRLE started.
+const AFTER_BULK: [Step; 2] = [Pass, Pass];
+
+const CASES: &[Case] = &[
+    Case {
+        name: "no insertion during the bulk stage",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Send(0, C::Base(1), BULK),
+            Pass,
+            Send(1, C::Base(2), BULK),
+            Send(2, C::Zero, Zero),
+            NotCached(0),
+            NotCached(1),
+            NotCached(2),
+        ],
+    },
+    Case {
+        name: "admit-always inserts during the bulk stage",
+        cache: DM,
+        admission: Admission::Always,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Send(1, C::Base(2), BULK),
+            Cached(1, C::Base(2), 1),
+            Pass,
+            Send(1, C::Poke(2, 5), Xbzrle),
+        ],
+    },
+    Case {
+        name: "insertion on the first miss after the bulk stage",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            AFTER_BULK[0],
+            AFTER_BULK[1],
+            Send(3, C::Base(3), MISS),
+            Cached(3, C::Base(3), 2),
+            Pass,
+            Send(3, C::Poke(3, 9), Xbzrle),
+            Cached(3, C::Poke(3, 9), 3),
+        ],
+    },
+    Case {
+        name: "frequency admission waits for k dirty passes after the bulk stage",
+        cache: DM,
+        admission: Admission::Frequency {
+            min_passes: 2,
+            counters: 64,
+        },
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Send(3, C::Base(3), BULK),
+            Pass,
+            Send(3, C::Base(4), MISS),
+            NotCached(3),
+            Pass,
+            Send(3, C::Base(5), MISS),
+            Cached(3, C::Base(5), 3),
+            Pass,
+            Send(3, C::Poke(5, 0), Xbzrle),
+        ],
+    },
+    Case {
+        name: "lifetime protection: another page waits 2 generations",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Pass,
+            Send(0, C::Base(1), MISS),
+            Send(4, C::Base(2), MISS), // same slot, page 0 used this generation
+            NotCached(4),
+            Pass,
+            Send(4, C::Base(2), MISS), // page 0 used in the previous generation
+            NotCached(4),
+            Cached(0, C::Base(1), 2),
+            Pass,
+            Send(4, C::Base(2), MISS), // page 0 idle for 2 generations: evicted
+            Cached(4, C::Base(2), 4),
+            NotCached(0),
+        ],
+    },
+    Case {
+        name: "a hit refreshes the age",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Pass,
+            Send(0, C::Base(1), MISS),
+            Pass,
+            Send(0, C::Base(1), Skipped), // hit at generation 3
+            Cached(0, C::Base(1), 3),
+            Pass,
+            Send(4, C::Base(2), MISS), // generation 4: page 0 still protected
+            NotCached(4),
+            Pass,
+            Send(4, C::Base(2), MISS),
+            Cached(4, C::Base(2), 5),
+        ],
+    },
+    Case {
+        name: "set-associative: the second way takes the conflicting page",
+        cache: SA2,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Pass,
+            Send(0, C::Base(1), MISS),
+            Send(2, C::Base(2), MISS),
+            Send(4, C::Base(3), MISS), // set 0 full of protected pages
+            Cached(0, C::Base(1), 2),
+            Cached(2, C::Base(2), 2),
+            NotCached(4),
+            Pass,
+            Send(0, C::Base(1), Skipped),
+            Pass,
+            Send(4, C::Base(3), MISS), // page 2 idle 2 generations: the victim
+            Cached(4, C::Base(3), 4),
+            Cached(0, C::Base(1), 3),
+            NotCached(2),
+        ],
+    },
+    Case {
+        name: "last stage: nothing inserted or refreshed; sent entries dropped",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Pass,
+            Send(0, C::Base(1), MISS),
+            Send(1, C::Base(2), MISS),
+            Pass,
+            Last,
+            Send(0, C::Poke(1, 3), Xbzrle),
+            NotCached(0),
+            Send(0, C::Poke(1, 4), MISS), // a second send stays correct
+            Send(1, C::Base(2), Skipped),
+            Cached(1, C::Base(2), 4),
+            Send(2, C::Base(7), MISS),
+            NotCached(2),
+            Send(1, C::Zero, Zero),
+            NotCached(1),
+        ],
+    },
+    Case {
+        name: "zero page refreshes the cached copy once XBZRLE started",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Pass,
+            Send(1, C::Base(1), MISS),
+            Pass,
+            Send(1, C::Zero, Zero),
+            Cached(1, C::Zero, 3),
+            Send(2, C::Zero, Zero), // missing: inserted as zeros
+            Cached(2, C::Zero, 3),
+            Pass,
+            Send(1, C::ZeroPoke(7), Xbzrle),
+            Send(2, C::ZeroPoke(8), Xbzrle),
+        ],
+    },
+    Case {
+        name: "overflow: raw, counted, cache refreshed",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Pass,
+            Send(1, C::Base(1), MISS),
+            Pass,
+            Send(1, C::Inverse(1), OVERFLOW),
+            Cached(1, C::Inverse(1), 3),
+            Pass,
+            Send(1, C::Base(1), OVERFLOW),
+            Send(1, C::Poke(1, 0), Xbzrle),
+        ],
+    },
+    Case {
+        name: "skip: unchanged hit sends nothing",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Pass,
+            Send(1, C::Base(1), MISS),
+            Send(1, C::Base(1), Skipped),
+            Pass,
+            Send(1, C::Base(1), Skipped),
+            Cached(1, C::Base(1), 3),
+        ],
+    },
+    Case {
+        name: "resize keeps what fits, the most recently used on a conflict",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 8,
+        steps: &[
+            Pass,
+            Pass,
+            Send(0, C::Base(0), MISS),
+            Send(1, C::Base(1), MISS),
+            Send(4, C::Base(4), MISS),
+            Send(5, C::Base(5), MISS),
+            Send(6, C::Base(6), MISS),
+            Pass,
+            Send(5, C::Base(5), Skipped), // page 5 now newer than page 1
+            Resize(5),                    // 4 slots
+            Cached(0, C::Base(0), 2),     // tie with page 4: the lower slot stays
+            NotCached(4),
+            Cached(5, C::Base(5), 3),
+            NotCached(1),
+            Cached(6, C::Base(6), 2),
+            Resize(16),
+            Cached(0, C::Base(0), 2),
+            Cached(5, C::Base(5), 3),
+            Cached(6, C::Base(6), 2),
+            Send(4, C::Base(4), MISS), // slot 4 of 16 is free now
+            Cached(4, C::Base(4), 3),
+            Pass,
+            Send(5, C::Poke(5, 1), Xbzrle),
+            Resize(1),
+            Cached(5, C::Poke(5, 1), 4), // the most recent of all
+            NotCached(0),
+        ],
+    },
+];
+
+fn run(case: &Case, shards: usize) {
+    let sender = Sender::new(SenderConfig {
+        page_size: PAGE,
+        cache_bytes: case.cache_pages * PAGE as u64,
+        cache: case.cache,
+        admission: case.admission,
+        shards,
+    })
+    .unwrap();
+    let receiver = Receiver::new(PAGE).unwrap();
+    let mut guest = vec![0u8; GUEST_PAGES * PAGE];
+    let mut dest = vec![0u8; GUEST_PAGES * PAGE];
+    let mut out = vec![0u8; sender.max_record_len()];
+    for (i, step) in case.steps.iter().enumerate() {
+        let at = format!("{} (shards {shards}), step {i} {step:?}", case.name);
+        match *step {
+            Pass => sender.start_pass(),
+            Last => sender.start_last_stage(),
+            Resize(pages) => sender.resize_cache(pages * PAGE as u64).unwrap(),
+            Send(page, content, expect) => {
+                let data = bytes(content);
+                guest[page as usize * PAGE..][..PAGE].copy_from_slice(&data);
+                let sent = sender.send_page(page, &data, &mut out).unwrap();
+                assert_eq!(sent.outcome, expect, "{at}");
+                if sent.len > 0 {
+                    receiver
+                        .apply_record(&out[..sent.len], &mut dest)
+                        .unwrap_or_else(|e| panic!("{at}: {e}"));
+                }
+            }
+            Cached(page, content, age) => {
+                assert_eq!(
+                    sender.cached_page(page),
+                    Some((bytes(content), age)),
+                    "{at}"
+                );
+            }
+            NotCached(page) => assert_eq!(sender.cached_page(page), None, "{at}"),
+        }
+    }
+    assert_eq!(guest, dest, "{}: receiver differs", case.name);
+}
+
+#[test]
+fn every_rule() {
+    for case in CASES {
+        run(case, 1);
+    }
+}
+
+/// Sharding by page number keeps the direct-mapped layout exactly QEMU's, so the same
+/// table holds with 2 shards wherever each shard still has at least one slot.
+#[test]
+fn every_rule_with_two_shards() {
+    for case in CASES
+        .iter()
+        .filter(|c| c.name.starts_with("lifetime") || c.name.starts_with("a hit"))
+    {
+        run(case, 2);
+    }
+}
+
+#[test]
+fn statistics_follow_qemu() {
+    let sender = Sender::new(SenderConfig {
+        page_size: PAGE,
+        cache_bytes: 4 * PAGE as u64,
+        ..SenderConfig::default()
+    })
+    .unwrap();
+    let mut out = vec![0u8; sender.max_record_len()];
+    let mut send = |page: u64, c: C| sender.send_page(page, &bytes(c), &mut out).unwrap();
+    sender.start_pass();
+    send(0, C::Base(1)); // bulk raw
+    send(1, C::Zero); // zero
+    sender.start_pass();
+    send(0, C::Base(1)); // miss
+    send(2, C::Base(2)); // miss
+    sender.start_pass();
+    let poke = send(0, C::Poke(1, 10)); // hit, delta
+    send(2, C::Base(2)); // hit, skip
+    send(3, C::Base(3)); // miss
+    send(2, C::Inverse(2)); // hit, overflow
+    let s = sender.stats();
+    let x = s.xbzrle_cache;
+    assert_eq!(poke.outcome, Xbzrle);
+    // zrun 10 (1 byte), nzrun 1 (1 byte), 1 data byte = 3-byte delta, 12-byte record.
+    assert_eq!(poke.len, 9 + 3 + 3);
+    assert_eq!(x.cache_size, 4 * PAGE as u64);
+    assert_eq!(x.pages, 3);
+    assert_eq!(x.cache_miss, 3);
+    assert_eq!(x.overflow, 1);
+    assert_eq!(x.bytes, 3 + 3 + PAGE as u64);
+    assert_eq!(s.pages_processed, 8);
+    assert_eq!(
+        (s.zero_pages, s.raw_pages, s.xbzrle_pages, s.skipped_pages),
+        (1, 5, 1, 1)
+    );
+    let raw_record = (9 + PAGE) as u64;
+    assert_eq!(s.wire_bytes, 10 + 5 * raw_record + 15);
+    // Rates of the last completed period (the second pass: 2 misses out of 2 pages, no hit).
+    assert_eq!((x.cache_miss_rate, x.encoding_rate), (1.0, 0.0));
+    assert_eq!(sender.estimate_last_stage_bytes(10), 10 * raw_record);
+    sender.start_last_stage();
+    let x = sender.stats().xbzrle_cache;
+    // Third pass: 1 miss in 4 pages; 3 hits × 64 bytes over 3 + 3 + 64 bytes.
+    assert_eq!(x.cache_miss_rate, 0.25);
+    assert_eq!(x.encoding_rate, 3.0 * 64.0 / 70.0);
+    // 15 + 0 + 73 + 73 wire bytes over 4 pages.
+    assert_eq!(
+        sender.estimate_last_stage_bytes(8),
+        8 * (15 + 2 * raw_record) / 4
+    );
+}
+
+/// Admits only the first page it is asked about.
+struct FirstOnly(bool);
+
+impl xbzrle_policy::AdmissionPolicy for FirstOnly {
+    fn observe(&mut self, _page: u64, _stage: xbzrle_policy::Stage) {}
+
+    fn admit(&mut self, _page: u64, _stage: xbzrle_policy::Stage) -> bool {
+        !std::mem::replace(&mut self.0, true)
+    }
+}
+
+/// A custom policy may admit during the bulk stage; a cached page sent again in the bulk
+/// stage is refreshed even when the policy says no, or a later delta would be wrong.
+#[test]
+fn bulk_resend_refreshes_a_cached_page_even_when_not_admitted() {
+    let config = SenderConfig {
+        page_size: PAGE,
+        cache_bytes: 4 * PAGE as u64,
+        ..SenderConfig::default()
+    };
+    let sender = Sender::with_admission(config, |_| Box::new(FirstOnly(false))).unwrap();
+    let mut out = vec![0u8; sender.max_record_len()];
+    sender.start_pass();
+    let mut send = |c: C| sender.send_page(2, &bytes(c), &mut out).unwrap().outcome;
+    assert_eq!(send(C::Base(1)), BULK);
+    assert_eq!(send(C::Base(2)), BULK);
+    assert_eq!(sender.cached_page(2), Some((bytes(C::Base(2)), 1)));
+    sender.start_pass();
+    let mut send = |c: C| sender.send_page(2, &bytes(c), &mut out).unwrap().outcome;
+    assert_eq!(send(C::Base(1)), OVERFLOW);
+}

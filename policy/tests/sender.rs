@@ -1,0 +1,302 @@
+//! Sender contract: errors, configuration checks, large pages, threads.
+
+use xbzrle_policy::{
+    Admission, AdmissionPolicy, CacheKind, ConfigError, Outcome, RawReason, Receiver, Replacement,
+    SendError, Sender, SenderConfig, Stage,
+};
+
+fn small(page_size: usize, pages: u64) -> SenderConfig {
+    SenderConfig {
+        page_size,
+        cache_bytes: pages * page_size as u64,
+        ..SenderConfig::default()
+    }
+}
+
+#[test]
+fn sender_and_receiver_are_thread_safe_types() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Sender>();
+    send_sync::<Receiver>();
+}
+
+#[test]
+fn defaults_are_qemus() {
+    let c = SenderConfig::default();
+    assert_eq!((c.page_size, c.cache_bytes, c.shards), (4096, 64 << 20, 1));
+    assert_eq!(
+        (c.cache, c.admission),
+        (CacheKind::DirectMapped, Admission::AfterBulk)
+    );
+    let sender = Sender::new(c).unwrap();
+    assert_eq!((sender.stage(), sender.generation()), (Stage::Bulk, 0));
+    let s = sender.stats();
+    assert_eq!((s.cache_capacity, s.cache_allocated_bytes), (16384, 0));
+    assert_eq!(s.xbzrle_cache.cache_size, 64 << 20);
+}
+
+#[test]
+fn stages_follow_dirty_syncs() {
+    let sender = Sender::new(small(64, 4)).unwrap();
+    let mut seen = vec![(sender.stage(), sender.generation())];
+    for _ in 0..3 {
+        sender.start_pass();
+        seen.push((sender.stage(), sender.generation()));
+    }
+    sender.start_last_stage();
+    seen.push((sender.stage(), sender.generation()));
+    sender.start_pass();
+    seen.push((sender.stage(), sender.generation()));
+    use Stage::*;
+    let expected = [
+        (Bulk, 0),
+        (Bulk, 1),
+        (Iterative, 2),
+        (Iterative, 3),
+        (Last, 4),
+        (Last, 5),
+    ];
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn bad_configurations_are_rejected() {
+    let base = small(64, 4);
+    let cases = [
+        (
+            SenderConfig {
+                page_size: 0,
+                ..base.clone()
+            },
+            ConfigError::PageSize(0),
+        ),
+        (
+            SenderConfig {
+                cache_bytes: 63,
+                ..base.clone()
+            },
+            ConfigError::CacheBytes {
+                cache_bytes: 63,
+                page_size: 64,
+            },
+        ),
+        (
+            SenderConfig {
+                shards: 3,
+                ..base.clone()
+            },
+            ConfigError::Shards(3),
+        ),
+        (
+            SenderConfig {
+                shards: 0,
+                ..base.clone()
+            },
+            ConfigError::Shards(0),
+        ),
+        (
+            SenderConfig {
+                cache: CacheKind::SetAssociative {
+                    ways: 0,
+                    replacement: Replacement::Lru,
+                },
+                ..base.clone()
+            },
+            ConfigError::Ways(0),
+        ),
+        (
+            SenderConfig {
+                admission: Admission::Frequency {
+                    min_passes: 0,
+                    counters: 8,
+                },
+                ..base.clone()
+            },
+            ConfigError::Frequency {
+                min_passes: 0,
+                counters: 8,
+            },
+        ),
+    ];
+    for (config, expected) in cases {
+        assert_eq!(Sender::new(config).err(), Some(expected));
+    }
+    let sender = Sender::new(base).unwrap();
+    assert_eq!(
+        sender.resize_cache(10),
+        Err(ConfigError::CacheBytes {
+            cache_bytes: 10,
+            page_size: 64
+        })
+    );
+    assert_eq!(sender.stats().xbzrle_cache.cache_size, 256);
+}
+
+#[test]
+fn misuse_is_an_error_not_a_panic() {
+    let sender = Sender::new(small(64, 4)).unwrap();
+    let mut out = vec![0u8; sender.max_record_len()];
+    assert_eq!(sender.max_record_len(), 9 + 3 + 64);
+    assert_eq!(
+        sender.send_page(0, &[1; 63], &mut out),
+        Err(SendError::WrongPageSize {
+            len: 63,
+            page_size: 64
+        })
+    );
+    assert_eq!(
+        sender.send_page(0, &[1; 64], &mut out[..75]),
+        Err(SendError::OutputTooSmall {
+            len: 75,
+            needed: 76
+        })
+    );
+    assert_eq!(sender.stats().pages_processed, 0);
+}
+
+struct Panics;
+
+impl AdmissionPolicy for Panics {
+    fn observe(&mut self, page: u64, _stage: Stage) {
+        assert!(page != 1, "policy failure");
+    }
+
+    fn admit(&mut self, _page: u64, _stage: Stage) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_panic_inside_a_shard_poisons_only_that_shard() {
+    let config = SenderConfig {
+        shards: 2,
+        ..small(64, 4)
+    };
+    let sender = Sender::with_admission(config, |_| Box::new(Panics)).unwrap();
+    let mut out = vec![0u8; sender.max_record_len()];
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = sender.send_page(1, &[1; 64], &mut [0; 76]);
+    }));
+    assert!(caught.is_err());
+    assert_eq!(
+        sender.send_page(3, &[1; 64], &mut out),
+        Err(SendError::Poisoned)
+    );
+    assert!(sender.send_page(2, &[1; 64], &mut out).is_ok());
+}
+
+/// Pages above 65535 bytes: a delta longer than a u16 length goes raw.
+#[test]
+fn large_pages_cap_the_delta_at_u16() {
+    const BIG: usize = 70_000;
+    let sender = Sender::new(small(BIG, 2)).unwrap();
+    let receiver = Receiver::new(BIG).unwrap();
+    assert_eq!(sender.max_record_len(), 9 + BIG);
+    let mut out = vec![0u8; sender.max_record_len()];
+    let mut page = vec![1u8; BIG];
+    let mut dest = vec![0u8; BIG];
+    let mut send = |page: &[u8], dest: &mut [u8]| {
+        let sent = sender.send_page(0, page, &mut out).unwrap();
+        if sent.len > 0 {
+            receiver.apply_record(&out[..sent.len], dest).unwrap();
+        }
+        sent.outcome
+    };
+    sender.start_pass();
+    sender.start_pass();
+    assert_eq!(send(&page, &mut dest), Outcome::Raw(RawReason::Miss));
+    page[BIG - 1] = 2;
+    assert_eq!(send(&page, &mut dest), Outcome::Xbzrle);
+    // Every other byte changes: the delta is 2 + 35000 * 2 bytes long at least.
+    for b in page.iter_mut().step_by(2) {
+        *b = 9;
+    }
+    assert_eq!(send(&page, &mut dest), Outcome::Raw(RawReason::Overflow));
+    assert_eq!(dest, page);
+}
+
+/// Several channels at once: each thread owns the pages `p mod threads`, the shards are
+/// shared between threads, the cache is small enough to evict all the time.
+#[test]
+fn several_threads_keep_the_receiver_identical() {
+    const PAGE: usize = 64;
+    const PAGES: usize = 256;
+    const THREADS: usize = 4;
+    let kinds = [
+        CacheKind::DirectMapped,
+        CacheKind::SetAssociative {
+            ways: 4,
+            replacement: Replacement::Frequency,
+        },
+        CacheKind::SetAssociative {
+            ways: 2,
+            replacement: Replacement::Lru,
+        },
+    ];
+    for cache in kinds {
+        let sender = Sender::new(SenderConfig {
+            page_size: PAGE,
+            cache_bytes: 40 * PAGE as u64,
+            cache,
+            admission: Admission::AfterBulk,
+            shards: 2,
+        })
+        .unwrap();
+        let receiver = Receiver::new(PAGE).unwrap();
+        let mut guest: Vec<u8> = (0..PAGES * PAGE).map(|i| (i % 251) as u8).collect();
+        let mut dest = vec![0u8; PAGES * PAGE];
+        for pass in 0..10usize {
+            // The guest writes a few bytes in a moving window of pages; the bulk pass
+            // sends everything, later passes the window.
+            let mut dirty = vec![pass == 0; PAGES];
+            for p in (pass * 7..pass * 7 + 120).map(|p| p % PAGES) {
+                dirty[p] = true;
+                guest[p * PAGE + (p + pass) % PAGE] ^= (pass as u8) | 1;
+                if p % 17 == 0 {
+                    guest[p * PAGE..][..PAGE].fill(0);
+                }
+            }
+            if pass == 5 {
+                sender.resize_cache(20 * PAGE as u64).unwrap();
+            }
+            if pass == 9 {
+                sender.start_last_stage();
+            } else {
+                sender.start_pass();
+            }
+            let (guest, sender, dirty) = (&guest, &sender, &dirty);
+            let records: Vec<Vec<u8>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..THREADS)
+                    .map(|t| {
+                        s.spawn(move || {
+                            let mut out = vec![0u8; sender.max_record_len()];
+                            let mut records = Vec::new();
+                            for p in (t..PAGES).step_by(THREADS).filter(|&p| dirty[p]) {
+                                let data = &guest[p * PAGE..][..PAGE];
+                                let sent = sender.send_page(p as u64, data, &mut out).unwrap();
+                                records.extend_from_slice(&out[..sent.len]);
+                            }
+                            records
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for stream in records {
+                let mut at = 0;
+                while at < stream.len() {
+                    at += receiver
+                        .apply_record(&stream[at..], &mut dest)
+                        .unwrap()
+                        .consumed;
+                }
+            }
+            assert!(sender.cache_allocated_bytes() <= 40 * PAGE);
+        }
+        assert!(guest == dest, "{cache:?}");
+        let s = sender.stats();
+        assert_eq!(s.pages_processed, (PAGES + 9 * 120) as u64);
+        assert!(s.xbzrle_pages > 0 && s.xbzrle_cache.cache_miss > 0, "{s:?}");
+        assert!(s.cache_allocated_bytes <= 20 * PAGE);
+    }
+}

@@ -1,0 +1,734 @@
+/*
+ * xbzrle.h: C API of the xbzrle toolkit (QEMU-compatible XBZRLE delta codec, page cache
+ * and migration policy). SPDX-License-Identifier: MIT OR Apache-2.0
+ *
+ * GENERATED from c-api/src by cbindgen: do not edit. Regenerate with
+ *   XBZRLE_BLESS=1 cargo test -p xbzrle-capi --test header committed_header
+ *
+ * Conventions:
+ * - Native functions return xbzrle_status: XBZRLE_OK (0) or a negative error code;
+ *   xbzrle_strerror() describes a code. QEMU's drop-in functions return -1 on error.
+ * - NULL for a required pointer gives XBZRLE_ERR_NULL (or -1), never a crash; every
+ *   xbzrle_*_free(NULL) does nothing. No panic crosses the boundary (XBZRLE_ERR_PANIC).
+ * - Buffers passed in are borrowed for the call only; handles are owned by the caller from
+ *   *_new until *_free.
+ */
+
+#ifndef XBZRLE_H
+#define XBZRLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define XBZRLE_VERSION_MAJOR 0
+#define XBZRLE_VERSION_MINOR 1
+#define XBZRLE_VERSION_PATCH 0
+#define XBZRLE_VERSION_STRING "0.1.0"
+/** (MAJOR << 16) | (MINOR << 8) | PATCH, as returned by xbzrle_version_number(). */
+#define XBZRLE_VERSION_NUMBER ((XBZRLE_VERSION_MAJOR << 16) | (XBZRLE_VERSION_MINOR << 8) | XBZRLE_VERSION_PATCH)
+
+
+/**
+ * Result of a native (non-QEMU) entry point: `XBZRLE_OK` (0) or a negative error code.
+ *
+ * The values are stable: codes are only ever added, never renumbered.
+ */
+typedef enum xbzrle_status {
+    /**
+     * Success.
+     */
+    XBZRLE_OK = 0,
+    /**
+     * A required pointer argument (handle, buffer or out-parameter) is NULL.
+     */
+    XBZRLE_ERR_NULL = -1,
+    /**
+     * A length, size or configuration value is out of range.
+     */
+    XBZRLE_ERR_INVALID_ARGUMENT = -2,
+    /**
+     * The output buffer is too small: for an encode, the delta does not fit (send the page raw).
+     */
+    XBZRLE_ERR_OVERFLOW = -3,
+    /**
+     * The delta is malformed or does not fit the page; the page was not modified.
+     */
+    XBZRLE_ERR_INVALID_DELTA = -4,
+    /**
+     * The wire record is malformed; the page was not modified.
+     */
+    XBZRLE_ERR_INVALID_RECORD = -5,
+    /**
+     * An internal error (a caught panic). A handle involved may now report
+     * `XBZRLE_ERR_POISONED`; it can still be freed.
+     */
+    XBZRLE_ERR_PANIC = -6,
+    /**
+     * The sender's cache was left inconsistent by an earlier internal error; the migration
+     * must restart with a new sender (free this one).
+     */
+    XBZRLE_ERR_POISONED = -7,
+    /**
+     * The record's page lies outside the destination memory; nothing was written.
+     */
+    XBZRLE_ERR_PAGE_OUT_OF_RANGE = -8,
+} xbzrle_status;
+
+/**
+ * What the sender decided for a page.
+ */
+typedef enum xbzrle_action {
+    /**
+     * All-zero page: a zero-page record was written.
+     */
+    XBZRLE_ACTION_ZERO = 0,
+    /**
+     * A raw-page record was written (see `xbzrle_raw_reason`).
+     */
+    XBZRLE_ACTION_RAW = 1,
+    /**
+     * An XBZRLE record was written.
+     */
+    XBZRLE_ACTION_XBZRLE = 2,
+    /**
+     * Cached and unchanged: nothing was written, nothing needs to be sent.
+     */
+    XBZRLE_ACTION_SKIPPED = 3,
+} xbzrle_action;
+
+/**
+ * Why a page went raw.
+ */
+typedef enum xbzrle_raw_reason {
+    /**
+     * The page did not go raw.
+     */
+    XBZRLE_RAW_NONE = 0,
+    /**
+     * Bulk stage: XBZRLE has not started.
+     */
+    XBZRLE_RAW_BULK = 1,
+    /**
+     * The page was not cached (a cache miss).
+     */
+    XBZRLE_RAW_MISS = 2,
+    /**
+     * The delta did not fit in a page (an overflow).
+     */
+    XBZRLE_RAW_OVERFLOW = 3,
+} xbzrle_raw_reason;
+
+/**
+ * Where a migration is.
+ */
+typedef enum xbzrle_stage {
+    /**
+     * The first complete pass (before the second `xbzrle_sender_start_pass`): pages go raw.
+     */
+    XBZRLE_STAGE_BULK = 0,
+    /**
+     * Later passes while the guest runs: cache lookups, XBZRLE, insertions.
+     */
+    XBZRLE_STAGE_ITERATIVE = 1,
+    /**
+     * The final pass with the guest stopped: the cache is never written.
+     */
+    XBZRLE_STAGE_LAST = 2,
+} xbzrle_stage;
+
+/**
+ * Cache organisation (values of `xbzrle_sender_config.cache_kind`).
+ */
+typedef enum xbzrle_cache_kind {
+    /**
+     * QEMU's direct-mapped cache: slot = page number mod slot count.
+     */
+    XBZRLE_CACHE_DIRECT_MAPPED = 0,
+    /**
+     * Set-associative cache with `ways` entries per set and the `replacement` victim rule.
+     */
+    XBZRLE_CACHE_SET_ASSOCIATIVE = 1,
+} xbzrle_cache_kind;
+
+/**
+ * Victim choice of a set-associative cache (values of `xbzrle_sender_config.replacement`).
+ */
+typedef enum xbzrle_replacement {
+    /**
+     * Evict the least recently used entry.
+     */
+    XBZRLE_REPLACEMENT_LRU = 0,
+    /**
+     * QEMU's rule: entries used within the last 2 generations are protected; evict the
+     * least recently used of the others, or do not insert.
+     */
+    XBZRLE_REPLACEMENT_LIFETIME = 1,
+    /**
+     * Protect like LIFETIME; among the others evict the entry with the fewest (decayed) hits.
+     */
+    XBZRLE_REPLACEMENT_FREQUENCY = 2,
+} xbzrle_replacement;
+
+/**
+ * Which pages may enter the cache (values of `xbzrle_sender_config.admission`).
+ */
+typedef enum xbzrle_admission {
+    /**
+     * Every page, also during the bulk stage (QEMU before commit 5cc11c46).
+     */
+    XBZRLE_ADMIT_ALWAYS = 0,
+    /**
+     * Every page after the bulk stage (QEMU's rule; the default).
+     */
+    XBZRLE_ADMIT_AFTER_BULK = 1,
+    /**
+     * Pages seen dirty in at least `admission_min_passes` passes after the bulk stage,
+     * counted in `admission_counters` bytes of counters.
+     */
+    XBZRLE_ADMIT_FREQUENCY = 2,
+} xbzrle_admission;
+
+/**
+ * An opaque receiver: applies the sender's records to destination pages. Stateless apart
+ * from the page size. Create with `xbzrle_receiver_new`, destroy with
+ * `xbzrle_receiver_free`.
+ */
+typedef struct xbzrle_receiver xbzrle_receiver;
+
+/**
+ * An opaque sender: QEMU's per-page decisions around a page cache and the codec.
+ * Create with `xbzrle_sender_new`, destroy with `xbzrle_sender_free`.
+ */
+typedef struct xbzrle_sender xbzrle_sender;
+
+/**
+ * Sender configuration. Fill it with `xbzrle_sender_config_default`, then change fields.
+ * Enumerated fields are `uint32_t` holding the values of the named enums.
+ */
+typedef struct xbzrle_sender_config {
+    /**
+     * Page size in bytes (1 ..= UINT32_MAX; default 4096).
+     */
+    size_t page_size;
+    /**
+     * Page-data budget of the cache in bytes, at least one page (default 64 MiB).
+     */
+    uint64_t cache_bytes;
+    /**
+     * An `xbzrle_cache_kind` (default `XBZRLE_CACHE_DIRECT_MAPPED`).
+     */
+    uint32_t cache_kind;
+    /**
+     * Entries per set for `XBZRLE_CACHE_SET_ASSOCIATIVE` (at least 1; ignored otherwise).
+     */
+    uint32_t ways;
+    /**
+     * An `xbzrle_replacement` for `XBZRLE_CACHE_SET_ASSOCIATIVE` (ignored otherwise).
+     */
+    uint32_t replacement;
+    /**
+     * An `xbzrle_admission` (default `XBZRLE_ADMIT_AFTER_BULK`).
+     */
+    uint32_t admission;
+    /**
+     * For `XBZRLE_ADMIT_FREQUENCY`: passes a page must be seen dirty in (1 ..= 255).
+     */
+    uint32_t admission_min_passes;
+    /**
+     * For `XBZRLE_ADMIT_FREQUENCY`: counter bytes for the whole sender (at least 1).
+     */
+    size_t admission_counters;
+    /**
+     * Independently locked cache shards, a power of two (default 1). Page `p` lives in
+     * shard `p mod shards`; use more than 1 to call `xbzrle_sender_save_page` from several
+     * threads with little contention.
+     */
+    size_t shards;
+} xbzrle_sender_config;
+
+/**
+ * What `xbzrle_sender_save_page` did.
+ */
+typedef struct xbzrle_sent {
+    /**
+     * The decision.
+     */
+    enum xbzrle_action action;
+    /**
+     * Why the page went raw (`XBZRLE_RAW_NONE` unless `action` is `XBZRLE_ACTION_RAW`).
+     */
+    enum xbzrle_raw_reason raw_reason;
+    /**
+     * Bytes of the record written at the start of the output (0 when skipped).
+     */
+    size_t record_len;
+} xbzrle_sent;
+
+/**
+ * Sender statistics. The first seven fields are QEMU's `query-migrate` → `xbzrle-cache`.
+ */
+typedef struct xbzrle_sender_stats {
+    /**
+     * `cache-size`: the configured cache budget in bytes.
+     */
+    uint64_t cache_size;
+    /**
+     * `bytes`: XBZRLE payload bytes sent; an overflowed page counts as a full page.
+     */
+    uint64_t bytes;
+    /**
+     * `pages`: cache hits (pages encoded with XBZRLE, whatever the result).
+     */
+    uint64_t pages;
+    /**
+     * `cache-miss`: pages looked up after the bulk stage and not found.
+     */
+    uint64_t cache_miss;
+    /**
+     * `cache-miss-rate`: misses / pages processed over the last completed period.
+     */
+    double cache_miss_rate;
+    /**
+     * `encoding-rate`: hits × page size / `bytes` over the last completed period.
+     */
+    double encoding_rate;
+    /**
+     * `overflow`: hits whose delta did not fit, sent raw.
+     */
+    uint64_t overflow;
+    /**
+     * Current stage.
+     */
+    enum xbzrle_stage stage;
+    /**
+     * Current generation (number of dirty syncs).
+     */
+    uint64_t generation;
+    /**
+     * Pages given to `xbzrle_sender_save_page` successfully.
+     */
+    uint64_t pages_processed;
+    /**
+     * Pages sent as zero-page records.
+     */
+    uint64_t zero_pages;
+    /**
+     * Pages sent raw (bulk stage, misses, overflows).
+     */
+    uint64_t raw_pages;
+    /**
+     * Pages sent as XBZRLE records.
+     */
+    uint64_t xbzrle_pages;
+    /**
+     * Cached, unchanged pages: nothing sent.
+     */
+    uint64_t skipped_pages;
+    /**
+     * Bytes of every record written, headers included.
+     */
+    uint64_t wire_bytes;
+    /**
+     * Pages cached now.
+     */
+    size_t cache_pages;
+    /**
+     * Pages the cache can hold.
+     */
+    size_t cache_capacity;
+    /**
+     * Bytes of page data the cache has allocated (never above `cache_size`).
+     */
+    size_t cache_allocated_bytes;
+} xbzrle_sender_stats;
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/**
+ * Drop-in for QEMU's `xbzrle_encode_buffer`: writes the canonical delta from `old_buf` to
+ * `new_buf` (both `slen` bytes) into `dst` (capacity `dlen`).
+ *
+ * Returns 0 when the pages are identical, -1 when the delta does not fit in `dlen` bytes
+ * (send the page raw) or an argument is NULL or negative, otherwise the delta length.
+ * The delta is byte-identical to QEMU's. Differences: any `slen` and any alignment are
+ * accepted, and the overflow rule is exact (QEMU also gives -1 when the delta fits with
+ * fewer than 2 spare bytes before an unchanged run); identical pages give 0 for any
+ * `dlen`. Nothing is written at or past `dst + dlen`; on -1, bytes before it may have been.
+ *
+ * Ownership: borrows all buffers for the duration of the call. Thread-safe; the buffers
+ * must not be modified by another thread during the call.
+ *
+ * # Safety
+ * `old_buf` and `new_buf` must be valid for reads of `slen` bytes, `dst` valid for writes
+ * of `dlen` bytes, and `dst` must not overlap `old_buf` or `new_buf`.
+ */
+int xbzrle_encode_buffer(uint8_t *old_buf, uint8_t *new_buf, int slen, uint8_t *dst, int dlen);
+
+/**
+ * Drop-in for QEMU's `xbzrle_decode_buffer`: applies the delta `src` (`slen` bytes) in
+ * place to the page `dst` (`dlen` bytes).
+ *
+ * Returns -1 when the delta is invalid for this page (QEMU's verdict on every input) or an
+ * argument is NULL or negative, otherwise the offset just past the last changed run (0 for
+ * the empty delta). As in QEMU, when -1 is returned for a malformed delta the runs before
+ * the fault have already been written; use `xbzrle_decode` to leave the page untouched.
+ * Never reads past `src + slen` nor writes past `dst + dlen`.
+ *
+ * Ownership: borrows both buffers for the duration of the call. Thread-safe; the buffers
+ * must not be modified by another thread during the call.
+ *
+ * # Safety
+ * `src` must be valid for reads of `slen` bytes, `dst` valid for reads and writes of
+ * `dlen` bytes, and they must not overlap.
+ */
+int xbzrle_decode_buffer(uint8_t *src, int slen, uint8_t *dst, int dlen);
+
+/**
+ * Writes the canonical delta (byte-identical to QEMU) from `old_page` to `new_page` (both
+ * `page_len` bytes, at most `UINT32_MAX`) into `out` (capacity `out_cap`).
+ *
+ * On `XBZRLE_OK`, `*out_len` is the delta length (0 = identical pages, nothing to send).
+ * `XBZRLE_ERR_OVERFLOW` (exact: the delta really needs more than `out_cap` bytes) means
+ * send the page raw; `*out_len` is then 0 and `out` may have been partly written, never
+ * past `out + out_cap`. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT`.
+ *
+ * Ownership: borrows all buffers for the call. Thread-safe.
+ *
+ * # Safety
+ * `old_page` and `new_page` must be valid for reads of `page_len` bytes, `out` valid for
+ * writes of `out_cap` bytes without overlapping them, `out_len` valid for a write.
+ */
+enum xbzrle_status xbzrle_encode(const uint8_t *old_page,
+                                 const uint8_t *new_page,
+                                 size_t page_len,
+                                 uint8_t *out,
+                                 size_t out_cap,
+                                 size_t *out_len);
+
+/**
+ * Like `xbzrle_encode`, but writes the smallest delta in the same grammar (unchanged gaps
+ * are copied inside a changed run when that is cheaper). Never longer than the canonical
+ * delta; QEMU's decoder accepts it.
+ *
+ * # Safety
+ * As for `xbzrle_encode`.
+ */
+enum xbzrle_status xbzrle_encode_compact(const uint8_t *old_page,
+                                         const uint8_t *new_page,
+                                         size_t page_len,
+                                         uint8_t *out,
+                                         size_t out_cap,
+                                         size_t *out_len);
+
+/**
+ * Like `xbzrle_encode` (canonical delta from `cached` to `new_page` into `out`), and
+ * leaves `cached` equal to `new_page`, in one pass over both pages: the sender's cache
+ * refresh without a separate copy. `cached` is refreshed on `XBZRLE_ERR_OVERFLOW` too;
+ * on any other error it is untouched.
+ *
+ * Ownership: borrows all buffers for the call. Thread-safe; no other thread may access
+ * `cached` during the call.
+ *
+ * # Safety
+ * `cached` must be valid for reads and writes of `page_len` bytes, `new_page` valid for
+ * reads of `page_len` bytes, `out` valid for writes of `out_cap` bytes, none of them
+ * overlapping; `out_len` valid for a write.
+ */
+enum xbzrle_status xbzrle_encode_update(uint8_t *cached,
+                                        const uint8_t *new_page,
+                                        size_t page_len,
+                                        uint8_t *out,
+                                        size_t out_cap,
+                                        size_t *out_len);
+
+/**
+ * Checks the delta `delta` (`delta_len` bytes) against a page of `page_len` bytes without
+ * touching any page. On `XBZRLE_OK`, `*end` (if `end` is not NULL) is the offset just past
+ * the last changed run. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_DELTA`.
+ *
+ * Ownership: borrows `delta` for the call. Thread-safe.
+ *
+ * # Safety
+ * `delta` must be valid for reads of `delta_len` bytes; `end` NULL or valid for a write.
+ */
+enum xbzrle_status xbzrle_validate(const uint8_t *delta,
+                                   size_t delta_len,
+                                   size_t page_len,
+                                   size_t *end);
+
+/**
+ * Applies the delta `delta` (`delta_len` bytes) in place to `page` (`page_len` bytes).
+ * The delta is validated first: on any error the page is left untouched. On `XBZRLE_OK`,
+ * `*end` (if `end` is not NULL) is the offset just past the last changed run.
+ * Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT`, `XBZRLE_ERR_INVALID_DELTA`.
+ *
+ * Ownership: borrows both buffers for the call. Thread-safe.
+ *
+ * # Safety
+ * `delta` must be valid for reads of `delta_len` bytes, `page` valid for reads and writes
+ * of `page_len` bytes without overlapping `delta`; `end` NULL or valid for a write.
+ */
+enum xbzrle_status xbzrle_decode(const uint8_t *delta,
+                                 size_t delta_len,
+                                 uint8_t *page,
+                                 size_t page_len,
+                                 size_t *end);
+
+/**
+ * Name of the encoding kernel this CPU runs (`"reference"`, `"avx2"`, …), detected once.
+ *
+ * Returns a static NUL-terminated string (never NULL, never to be freed). Thread-safe.
+ */
+const char *xbzrle_kernel_name(void);
+
+/**
+ * The library's version, `"MAJOR.MINOR.PATCH"`, as built (compare with
+ * `XBZRLE_VERSION_STRING` from the header you compiled against).
+ *
+ * Returns a static NUL-terminated string (never NULL, never to be freed). Thread-safe.
+ */
+const char *xbzrle_version_string(void);
+
+/**
+ * The library's version as `(MAJOR << 16) | (MINOR << 8) | PATCH`, comparable with
+ * `XBZRLE_VERSION_NUMBER` from the header. Thread-safe.
+ */
+uint32_t xbzrle_version_number(void);
+
+/**
+ * Creates a receiver for pages of `page_size` bytes (1 ..= UINT32_MAX). On `XBZRLE_OK`,
+ * `*out` is a new handle the caller owns and must release with `xbzrle_receiver_free`; on
+ * error `*out` is NULL. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT`.
+ * Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL or valid for a write of one pointer.
+ */
+enum xbzrle_status xbzrle_receiver_new(size_t page_size, struct xbzrle_receiver **out);
+
+/**
+ * Destroys a receiver. NULL does nothing. No other call may use the handle during or after
+ * this one.
+ *
+ * # Safety
+ * `receiver` must be NULL or a handle from `xbzrle_receiver_new` not yet freed.
+ */
+void xbzrle_receiver_free(struct xbzrle_receiver *receiver);
+
+/**
+ * Reads the header of the record at the start of `record` (`record_len` bytes available)
+ * without applying it: `*page` (optional) is its page number and `*consumed` (optional)
+ * its length in bytes. Use it to find the destination page before
+ * `xbzrle_receiver_apply_page`. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_RECORD`.
+ * Thread-safe.
+ *
+ * # Safety
+ * `receiver` must be NULL or a live handle; `record` readable for `record_len` bytes;
+ * `page` and `consumed` NULL or valid for a write.
+ */
+enum xbzrle_status xbzrle_receiver_peek(const struct xbzrle_receiver *receiver,
+                                        const uint8_t *record,
+                                        size_t record_len,
+                                        uint64_t *page,
+                                        size_t *consumed);
+
+/**
+ * Applies the record at the start of `record` to `dest`, the one page it is for
+ * (`dest_len` = the page size; find it with `xbzrle_receiver_peek`). `*consumed`
+ * (optional) is the record's length. On any error `dest` is left exactly as it was.
+ * Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (`dest_len` is not the page
+ * size), `XBZRLE_ERR_INVALID_RECORD`, `XBZRLE_ERR_INVALID_DELTA`.
+ *
+ * Thread-safe: several threads may apply records at once to different pages.
+ *
+ * # Safety
+ * `receiver` must be NULL or a live handle; `record` readable for `record_len` bytes;
+ * `dest` readable and writable for `dest_len` bytes, not overlapping `record`; `consumed`
+ * NULL or valid for a write.
+ */
+enum xbzrle_status xbzrle_receiver_apply_page(const struct xbzrle_receiver *receiver,
+                                              const uint8_t *record,
+                                              size_t record_len,
+                                              uint8_t *dest,
+                                              size_t dest_len,
+                                              size_t *consumed);
+
+/**
+ * Applies the record at the start of `record` to guest memory `memory` (`memory_len`
+ * bytes; page `p` is at `memory + p * page_size`). `*page` and `*consumed` (optional) are
+ * the record's page number and length. On any error `memory` is left exactly as it was.
+ * Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_RECORD`, `XBZRLE_ERR_INVALID_DELTA`,
+ * `XBZRLE_ERR_PAGE_OUT_OF_RANGE`.
+ *
+ * Thread-safe: several threads may apply records at once to different pages of one
+ * memory, provided no two calls are for the same page.
+ *
+ * # Safety
+ * `receiver` must be NULL or a live handle; `record` readable for `record_len` bytes;
+ * `memory` readable and writable for `memory_len` bytes, not overlapping `record`;
+ * `page` and `consumed` NULL or valid for a write.
+ */
+enum xbzrle_status xbzrle_receiver_apply_record(const struct xbzrle_receiver *receiver,
+                                                const uint8_t *record,
+                                                size_t record_len,
+                                                uint8_t *memory,
+                                                size_t memory_len,
+                                                uint64_t *page,
+                                                size_t *consumed);
+
+/**
+ * Fills `*config` with the defaults (QEMU's setup): 4096-byte pages, a 64 MiB
+ * direct-mapped cache, admission after the bulk stage, one shard. Set-associative and
+ * frequency fields get usable values (16 ways, FREQUENCY replacement, 2 passes, 1 MiB of
+ * counters) so that changing only `cache_kind` or `admission` works.
+ *
+ * Errors: `XBZRLE_ERR_NULL`. Thread-safe.
+ *
+ * # Safety
+ * `config` must be NULL or valid for a write of one `xbzrle_sender_config`.
+ */
+enum xbzrle_status xbzrle_sender_config_default(struct xbzrle_sender_config *config);
+
+/**
+ * Creates a sender in the bulk stage (generation 0) with an empty cache; page buffers are
+ * allocated lazily. On `XBZRLE_OK`, `*out` is a new handle the caller owns and must release
+ * with `xbzrle_sender_free`; on error `*out` is NULL.
+ *
+ * Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (a field out of range or an
+ * unknown enum value). Thread-safe.
+ *
+ * # Safety
+ * `config` must be NULL or point to a readable `xbzrle_sender_config`; `out` NULL or valid
+ * for a write of one pointer.
+ */
+enum xbzrle_status xbzrle_sender_new(const struct xbzrle_sender_config *config,
+                                     struct xbzrle_sender **out);
+
+/**
+ * Destroys a sender and its cache. NULL does nothing. Not thread-safe with respect to the
+ * handle: no other call may use it during or after this one.
+ *
+ * # Safety
+ * `sender` must be NULL or a handle from `xbzrle_sender_new` not yet freed.
+ */
+void xbzrle_sender_free(struct xbzrle_sender *sender);
+
+/**
+ * Dirty sync at the start of a pass over guest RAM: the generation goes up by one and the
+ * rates of the period just ended are computed. Call it before every pass, the first one
+ * included; the second call ends the bulk stage (QEMU's "bulk stage" is the first
+ * complete pass). In the last stage it only counts a generation.
+ *
+ * Errors: `XBZRLE_ERR_NULL`. Thread-safe (call it between passes).
+ *
+ * # Safety
+ * `sender` must be NULL or a live handle from `xbzrle_sender_new`.
+ */
+enum xbzrle_status xbzrle_sender_start_pass(const struct xbzrle_sender *sender);
+
+/**
+ * Dirty sync that enters the last stage (guest stopped, final pass): from now on the
+ * cache is never written. Final: later `xbzrle_sender_start_pass` calls stay in it.
+ *
+ * Errors: `XBZRLE_ERR_NULL`. Thread-safe (call it between passes).
+ *
+ * # Safety
+ * `sender` must be NULL or a live handle from `xbzrle_sender_new`.
+ */
+enum xbzrle_status xbzrle_sender_start_last_stage(const struct xbzrle_sender *sender);
+
+/**
+ * Changes the cache budget to `cache_bytes` (at least one page), keeping the cached pages
+ * that still fit (QEMU's `xbzrle-cache-size` change).
+ *
+ * Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT`. Thread-safe (call it between
+ * passes).
+ *
+ * # Safety
+ * `sender` must be NULL or a live handle from `xbzrle_sender_new`.
+ */
+enum xbzrle_status xbzrle_sender_resize_cache(const struct xbzrle_sender *sender,
+                                              uint64_t cache_bytes);
+
+/**
+ * The output capacity `xbzrle_sender_save_page` needs: the longest record for this page
+ * size (header + one page). Returns 0 for NULL. Thread-safe.
+ *
+ * # Safety
+ * `sender` must be NULL or a live handle from `xbzrle_sender_new`.
+ */
+size_t xbzrle_sender_max_record_len(const struct xbzrle_sender *sender);
+
+/**
+ * Decides how to send page number `page` (address / page size) whose current content is
+ * `data` (`data_len` = the page size), writes the wire record at the start of `out`
+ * (`out_cap` >= `xbzrle_sender_max_record_len`) and updates the cache and statistics:
+ * all-zero page → zero record (and the cached copy, if any, becomes zeros); bulk stage →
+ * raw; not cached → miss, inserted if admitted (not in the last stage), raw; cached →
+ * encoded against the cached copy, which becomes `data`: unchanged → skipped, overflow →
+ * raw, else an XBZRLE record. `*sent` says which, and the record length.
+ *
+ * Record layout: a flag byte (`0x02` zero page, `0x08` raw page, `0x40` XBZRLE, QEMU's
+ * `RAM_SAVE_FLAG_*` values), the page number as a big-endian `uint64_t`, then the body:
+ * one fill byte (0) / the page / QEMU's XBZRLE payload (`0x01`, the delta length as a
+ * big-endian `uint16_t`, the delta).
+ *
+ * Errors (nothing sent, no state changed): `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT`
+ * (`data_len` is not the page size), `XBZRLE_ERR_OVERFLOW` (`out_cap` too small),
+ * `XBZRLE_ERR_POISONED`.
+ *
+ * Thread-safe: several threads may save pages at once, provided one page is never given to
+ * two calls at the same time and the receiver applies a page's records in the order these
+ * calls returned. `data` is copied during the call (it may change afterwards).
+ *
+ * # Safety
+ * `sender` must be NULL or a live handle; `data` valid for reads of `data_len` bytes;
+ * `out` valid for writes of `out_cap` bytes, not overlapping `data`; `sent` NULL or valid
+ * for a write of one `xbzrle_sent`.
+ */
+enum xbzrle_status xbzrle_sender_save_page(const struct xbzrle_sender *sender,
+                                           uint64_t page,
+                                           const uint8_t *data,
+                                           size_t data_len,
+                                           uint8_t *out,
+                                           size_t out_cap,
+                                           struct xbzrle_sent *sent);
+
+/**
+ * Fills `*stats` with the sender's statistics now. Errors: `XBZRLE_ERR_NULL`.
+ * Thread-safe.
+ *
+ * # Safety
+ * `sender` must be NULL or a live handle; `stats` NULL or valid for a write of one
+ * `xbzrle_sender_stats`.
+ */
+enum xbzrle_status xbzrle_sender_get_stats(const struct xbzrle_sender *sender,
+                                           struct xbzrle_sender_stats *stats);
+
+/**
+ * Estimated wire bytes to send `dirty_pages` pages now (for a convergence decision: the
+ * average record bytes per page of the last completed period). Errors: `XBZRLE_ERR_NULL`.
+ * Thread-safe.
+ *
+ * # Safety
+ * `sender` must be NULL or a live handle; `bytes` NULL or valid for a write.
+ */
+enum xbzrle_status xbzrle_sender_estimate_bytes(const struct xbzrle_sender *sender,
+                                                uint64_t dirty_pages,
+                                                uint64_t *bytes);
+
+/**
+ * Describes a status code.
+ *
+ * Returns a static NUL-terminated English string (never NULL, never to be freed); an
+ * unknown code gives a generic description. Thread-safe.
+ */
+const char *xbzrle_strerror(int code);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* XBZRLE_H */

@@ -1,0 +1,243 @@
+//! The receiver in C: parses wire records and applies them to destination pages.
+
+use std::slice;
+
+use xbzrle_policy::{ReceiveError, Receiver, Record};
+
+use crate::guard::guard;
+use crate::status::xbzrle_status::{self, *};
+
+/// An opaque receiver: applies the sender's records to destination pages. Stateless apart
+/// from the page size. Create with `xbzrle_receiver_new`, destroy with
+/// `xbzrle_receiver_free`.
+#[allow(non_camel_case_types)]
+pub struct xbzrle_receiver(Receiver);
+
+impl From<ReceiveError> for xbzrle_status {
+    fn from(e: ReceiveError) -> Self {
+        match e {
+            ReceiveError::Record(_) => XBZRLE_ERR_INVALID_RECORD,
+            ReceiveError::Delta(_) => XBZRLE_ERR_INVALID_DELTA,
+            ReceiveError::WrongPageSize { .. } => XBZRLE_ERR_INVALID_ARGUMENT,
+            ReceiveError::PageOutOfRange { .. } => XBZRLE_ERR_PAGE_OUT_OF_RANGE,
+            _ => XBZRLE_ERR_INVALID_RECORD,
+        }
+    }
+}
+
+/// Creates a receiver for pages of `page_size` bytes (1 ..= UINT32_MAX). On `XBZRLE_OK`,
+/// `*out` is a new handle the caller owns and must release with `xbzrle_receiver_free`; on
+/// error `*out` is NULL. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT`.
+/// Thread-safe.
+///
+/// # Safety
+/// `out` must be NULL or valid for a write of one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_receiver_new(
+    page_size: usize,
+    out: *mut *mut xbzrle_receiver,
+) -> xbzrle_status {
+    guard(XBZRLE_ERR_PANIC, || {
+        if out.is_null() {
+            return XBZRLE_ERR_NULL;
+        }
+        let handle = match Receiver::new(page_size) {
+            Ok(r) => Box::into_raw(Box::new(xbzrle_receiver(r))),
+            Err(_) => std::ptr::null_mut(),
+        };
+        // SAFETY: `out` is non-null and the caller guarantees it is writable.
+        unsafe { out.write(handle) };
+        if handle.is_null() {
+            XBZRLE_ERR_INVALID_ARGUMENT
+        } else {
+            XBZRLE_OK
+        }
+    })
+}
+
+/// Destroys a receiver. NULL does nothing. No other call may use the handle during or after
+/// this one.
+///
+/// # Safety
+/// `receiver` must be NULL or a handle from `xbzrle_receiver_new` not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_receiver_free(receiver: *mut xbzrle_receiver) {
+    guard((), || {
+        if !receiver.is_null() {
+            // SAFETY: the caller guarantees `receiver` came from `Box::into_raw` in
+            // `xbzrle_receiver_new` and is freed once, with no other use outstanding.
+            drop(unsafe { Box::from_raw(receiver) });
+        }
+    })
+}
+
+/// Borrows the receiver and the record bytes, or reports which is missing.
+///
+/// # Safety
+/// `receiver` must be NULL or a live handle; `record` NULL or readable for `record_len`.
+unsafe fn inputs<'a>(
+    receiver: *const xbzrle_receiver,
+    record: *const u8,
+    record_len: usize,
+) -> Result<(&'a Receiver, &'a [u8]), xbzrle_status> {
+    // SAFETY: the caller guarantees `receiver` is NULL or a live handle.
+    let receiver = unsafe { receiver.as_ref() }.ok_or(XBZRLE_ERR_NULL)?;
+    if record.is_null() {
+        return Err(XBZRLE_ERR_NULL);
+    }
+    if isize::try_from(record_len).is_err() {
+        return Err(XBZRLE_ERR_INVALID_ARGUMENT);
+    }
+    // SAFETY: the caller guarantees `record` is readable for `record_len` bytes; non-null.
+    let bytes = unsafe { slice::from_raw_parts(record, record_len) };
+    Ok((&receiver.0, bytes))
+}
+
+/// Writes `value` through `ptr` when it is not NULL.
+///
+/// # Safety
+/// `ptr` must be NULL or valid for a write of one `T`.
+unsafe fn write_optional<T>(ptr: *mut T, value: T) {
+    if !ptr.is_null() {
+        // SAFETY: non-null, and the caller guarantees it is writable.
+        unsafe { ptr.write(value) };
+    }
+}
+
+/// Reads the header of the record at the start of `record` (`record_len` bytes available)
+/// without applying it: `*page` (optional) is its page number and `*consumed` (optional)
+/// its length in bytes. Use it to find the destination page before
+/// `xbzrle_receiver_apply_page`. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_RECORD`.
+/// Thread-safe.
+///
+/// # Safety
+/// `receiver` must be NULL or a live handle; `record` readable for `record_len` bytes;
+/// `page` and `consumed` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_receiver_peek(
+    receiver: *const xbzrle_receiver,
+    record: *const u8,
+    record_len: usize,
+    page: *mut u64,
+    consumed: *mut usize,
+) -> xbzrle_status {
+    guard(XBZRLE_ERR_PANIC, || {
+        // SAFETY: forwarded contract.
+        let (receiver, bytes) = match unsafe { inputs(receiver, record, record_len) } {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        match Record::parse(bytes, receiver.page_size()) {
+            Ok((record, len)) => {
+                // SAFETY: the caller guarantees `page` is NULL or writable.
+                unsafe { write_optional(page, record.page) };
+                // SAFETY: the caller guarantees `consumed` is NULL or writable.
+                unsafe { write_optional(consumed, len) };
+                XBZRLE_OK
+            }
+            Err(_) => XBZRLE_ERR_INVALID_RECORD,
+        }
+    })
+}
+
+/// Applies the record at the start of `record` to `dest`, the one page it is for
+/// (`dest_len` = the page size; find it with `xbzrle_receiver_peek`). `*consumed`
+/// (optional) is the record's length. On any error `dest` is left exactly as it was.
+/// Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (`dest_len` is not the page
+/// size), `XBZRLE_ERR_INVALID_RECORD`, `XBZRLE_ERR_INVALID_DELTA`.
+///
+/// Thread-safe: several threads may apply records at once to different pages.
+///
+/// # Safety
+/// `receiver` must be NULL or a live handle; `record` readable for `record_len` bytes;
+/// `dest` readable and writable for `dest_len` bytes, not overlapping `record`; `consumed`
+/// NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_receiver_apply_page(
+    receiver: *const xbzrle_receiver,
+    record: *const u8,
+    record_len: usize,
+    dest: *mut u8,
+    dest_len: usize,
+    consumed: *mut usize,
+) -> xbzrle_status {
+    guard(XBZRLE_ERR_PANIC, || {
+        // SAFETY: forwarded contract.
+        let (receiver, bytes) = match unsafe { inputs(receiver, record, record_len) } {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        if dest.is_null() {
+            return XBZRLE_ERR_NULL;
+        }
+        if isize::try_from(dest_len).is_err() {
+            return XBZRLE_ERR_INVALID_ARGUMENT;
+        }
+        // SAFETY: the caller guarantees `dest` is readable and writable for `dest_len`
+        // bytes and does not overlap `record`; it is non-null.
+        let dest = unsafe { slice::from_raw_parts_mut(dest, dest_len) };
+        let (parsed, len) = match Record::parse(bytes, receiver.page_size()) {
+            Ok(v) => v,
+            Err(_) => return XBZRLE_ERR_INVALID_RECORD,
+        };
+        match receiver.apply(&parsed.body, dest) {
+            Ok(()) => {
+                // SAFETY: the caller guarantees `consumed` is NULL or writable.
+                unsafe { write_optional(consumed, len) };
+                XBZRLE_OK
+            }
+            Err(e) => e.into(),
+        }
+    })
+}
+
+/// Applies the record at the start of `record` to guest memory `memory` (`memory_len`
+/// bytes; page `p` is at `memory + p * page_size`). `*page` and `*consumed` (optional) are
+/// the record's page number and length. On any error `memory` is left exactly as it was.
+/// Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_RECORD`, `XBZRLE_ERR_INVALID_DELTA`,
+/// `XBZRLE_ERR_PAGE_OUT_OF_RANGE`.
+///
+/// Thread-safe: several threads may apply records at once to different pages of one
+/// memory, provided no two calls are for the same page.
+///
+/// # Safety
+/// `receiver` must be NULL or a live handle; `record` readable for `record_len` bytes;
+/// `memory` readable and writable for `memory_len` bytes, not overlapping `record`;
+/// `page` and `consumed` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_receiver_apply_record(
+    receiver: *const xbzrle_receiver,
+    record: *const u8,
+    record_len: usize,
+    memory: *mut u8,
+    memory_len: usize,
+    page: *mut u64,
+    consumed: *mut usize,
+) -> xbzrle_status {
+    guard(XBZRLE_ERR_PANIC, || {
+        // SAFETY: forwarded contract.
+        let (receiver, bytes) = match unsafe { inputs(receiver, record, record_len) } {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        if memory.is_null() {
+            return XBZRLE_ERR_NULL;
+        }
+        if isize::try_from(memory_len).is_err() {
+            return XBZRLE_ERR_INVALID_ARGUMENT;
+        }
+        // SAFETY: the caller guarantees `memory` is readable and writable for `memory_len`
+        // bytes and does not overlap `record`; it is non-null.
+        let memory = unsafe { slice::from_raw_parts_mut(memory, memory_len) };
+        match receiver.apply_record(bytes, memory) {
+            Ok(applied) => {
+                // SAFETY: the caller guarantees `page` is NULL or writable.
+                unsafe { write_optional(page, applied.page) };
+                // SAFETY: the caller guarantees `consumed` is NULL or writable.
+                unsafe { write_optional(consumed, applied.consumed) };
+                XBZRLE_OK
+            }
+            Err(e) => e.into(),
+        }
+    })
+}

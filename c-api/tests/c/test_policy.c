@@ -1,0 +1,497 @@
+/* The sender and receiver through the C ABI: configuration, QEMU's decisions step by step
+ * with the exact record bytes, statistics, error paths, hostile records, and whole
+ * migrations under several cache and admission configurations. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+
+#include "xbzrle.h"
+#include "check.h"
+
+#define PAGE 4096
+#define HDR 9 /* record header: flag + big-endian u64 page number */
+
+static void fill_random(uint8_t *p, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        p[i] = (uint8_t)(rng_next() | 1); /* never an all-zero page */
+    }
+}
+
+static uint64_t be64(const uint8_t *p) {
+    uint64_t v = 0;
+    int i;
+    for (i = 0; i < 8; i++) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
+
+static void config_errors(void) {
+    xbzrle_sender_config c, bad;
+    xbzrle_sender *s = (xbzrle_sender *)&c; /* must be overwritten with NULL on error */
+    xbzrle_receiver *r = (xbzrle_receiver *)&c;
+
+    CHECK(xbzrle_sender_config_default(NULL) == XBZRLE_ERR_NULL, "default(NULL)");
+    CHECK(xbzrle_sender_config_default(&c) == XBZRLE_OK, "default");
+    CHECK(c.page_size == 4096 && c.cache_bytes == 64u << 20 &&
+              c.cache_kind == XBZRLE_CACHE_DIRECT_MAPPED &&
+              c.admission == XBZRLE_ADMIT_AFTER_BULK && c.shards == 1,
+          "QEMU defaults");
+    CHECK(xbzrle_sender_new(NULL, &s) == XBZRLE_ERR_NULL && s == NULL, "new(NULL config)");
+    CHECK(xbzrle_sender_new(&c, NULL) == XBZRLE_ERR_NULL, "new(NULL out)");
+
+#define BAD(field, value)                                                                  \
+    do {                                                                                   \
+        bad = c;                                                                           \
+        bad.field = value;                                                                 \
+        s = (xbzrle_sender *)&c;                                                           \
+        CHECK(xbzrle_sender_new(&bad, &s) == XBZRLE_ERR_INVALID_ARGUMENT && s == NULL,     \
+              "config " #field " = " #value " accepted");                                 \
+    } while (0)
+    BAD(page_size, 0);
+    BAD(page_size, (size_t)UINT32_MAX + 1);
+    BAD(cache_bytes, 4095);
+    BAD(shards, 0);
+    BAD(shards, 3);
+    BAD(cache_kind, 7);
+    BAD(admission, 9);
+    c.cache_kind = XBZRLE_CACHE_SET_ASSOCIATIVE;
+    BAD(ways, 0);
+    BAD(replacement, 3);
+    c.admission = XBZRLE_ADMIT_FREQUENCY;
+    BAD(admission_min_passes, 0);
+    BAD(admission_min_passes, 256);
+    BAD(admission_counters, 0);
+#undef BAD
+
+    CHECK(xbzrle_receiver_new(0, &r) == XBZRLE_ERR_INVALID_ARGUMENT && r == NULL, "rx page 0");
+    CHECK(xbzrle_receiver_new(PAGE, NULL) == XBZRLE_ERR_NULL, "rx NULL out");
+
+    /* Freeing NULL does nothing; every call on a NULL handle is an error. */
+    xbzrle_sender_free(NULL);
+    xbzrle_receiver_free(NULL);
+    CHECK(xbzrle_sender_start_pass(NULL) == XBZRLE_ERR_NULL, "start_pass(NULL)");
+    CHECK(xbzrle_sender_start_last_stage(NULL) == XBZRLE_ERR_NULL, "last_stage(NULL)");
+    CHECK(xbzrle_sender_resize_cache(NULL, 1 << 20) == XBZRLE_ERR_NULL, "resize(NULL)");
+    CHECK(xbzrle_sender_max_record_len(NULL) == 0, "max_record_len(NULL)");
+    CHECK(xbzrle_sender_get_stats(NULL, NULL) == XBZRLE_ERR_NULL, "stats(NULL)");
+    CHECK(xbzrle_sender_estimate_bytes(NULL, 1, NULL) == XBZRLE_ERR_NULL, "estimate(NULL)");
+    CHECK(xbzrle_receiver_peek(NULL, (const uint8_t *)"x", 1, NULL, NULL) == XBZRLE_ERR_NULL,
+          "peek(NULL)");
+}
+
+/* QEMU's decisions on a 4-page direct-mapped cache, with records checked byte by byte
+ * against the wire layout (flag, big-endian page number, body). */
+static void decisions(void) {
+    xbzrle_sender_config c;
+    xbzrle_sender *s = NULL;
+    xbzrle_receiver *r = NULL;
+    xbzrle_sent sent;
+    xbzrle_sender_stats st;
+    uint8_t page[PAGE], zero[PAGE], dest[PAGE], before[PAGE];
+    uint8_t *out;
+    size_t cap, consumed = 0;
+    uint64_t number = 0, estimate = 0;
+
+    xbzrle_sender_config_default(&c);
+    c.cache_bytes = 4 * PAGE;
+    CHECK(xbzrle_sender_new(&c, &s) == XBZRLE_OK && s != NULL, "sender_new");
+    CHECK(xbzrle_receiver_new(PAGE, &r) == XBZRLE_OK && r != NULL, "receiver_new");
+    cap = xbzrle_sender_max_record_len(s);
+    CHECK(cap >= HDR + PAGE, "max_record_len %zu", cap);
+    out = xmalloc(cap);
+    fill_random(page, PAGE);
+    memset(zero, 0, PAGE);
+
+    /* Bulk stage: raw, and nothing is inserted. */
+    CHECK(xbzrle_sender_start_pass(s) == XBZRLE_OK, "pass 1");
+    CHECK(xbzrle_sender_save_page(s, 7, page, PAGE, out, cap, &sent) == XBZRLE_OK, "save");
+    CHECK(sent.action == XBZRLE_ACTION_RAW && sent.raw_reason == XBZRLE_RAW_BULK &&
+              sent.record_len == HDR + PAGE,
+          "bulk page: action %d reason %d len %zu", sent.action, sent.raw_reason,
+          sent.record_len);
+    CHECK(out[0] == 0x08 && be64(out + 1) == 7 && memcmp(out + HDR, page, PAGE) == 0,
+          "raw record bytes");
+    CHECK(xbzrle_receiver_peek(r, out, sent.record_len, &number, &consumed) == XBZRLE_OK &&
+              number == 7 && consumed == sent.record_len,
+          "peek raw record");
+    memset(dest, 0x33, PAGE);
+    CHECK(xbzrle_receiver_apply_page(r, out, sent.record_len, dest, PAGE, &consumed) ==
+                  XBZRLE_OK &&
+              memcmp(dest, page, PAGE) == 0,
+          "apply raw record");
+    CHECK(xbzrle_sender_save_page(s, 8, zero, PAGE, out, cap, &sent) == XBZRLE_OK &&
+              sent.action == XBZRLE_ACTION_ZERO && sent.record_len == HDR + 1 &&
+              out[0] == 0x02 && be64(out + 1) == 8 && out[HDR] == 0,
+          "zero page record");
+    CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK && st.stage == XBZRLE_STAGE_BULK &&
+              st.raw_pages == 1 && st.zero_pages == 1 && st.cache_pages == 0 &&
+              st.wire_bytes == HDR + PAGE + HDR + 1,
+          "bulk stats: stage %d raw %llu zero %llu cached %zu", st.stage,
+          (unsigned long long)st.raw_pages, (unsigned long long)st.zero_pages, st.cache_pages);
+
+    /* Second pass: a miss (inserted, raw), then a hit that is unchanged (skipped). */
+    CHECK(xbzrle_sender_start_pass(s) == XBZRLE_OK, "pass 2");
+    CHECK(xbzrle_sender_save_page(s, 7, page, PAGE, out, cap, &sent) == XBZRLE_OK &&
+              sent.action == XBZRLE_ACTION_RAW && sent.raw_reason == XBZRLE_RAW_MISS,
+          "miss");
+    CHECK(xbzrle_sender_save_page(s, 7, page, PAGE, out, cap, &sent) == XBZRLE_OK &&
+              sent.action == XBZRLE_ACTION_SKIPPED && sent.record_len == 0,
+          "unchanged hit is skipped");
+
+    /* One changed byte at offset 5: delta 05 01 xx in an XBZRLE payload 01 00 03. */
+    page[5] ^= 0xff;
+    CHECK(xbzrle_sender_save_page(s, 7, page, PAGE, out, cap, &sent) == XBZRLE_OK &&
+              sent.action == XBZRLE_ACTION_XBZRLE && sent.record_len == HDR + 3 + 3,
+          "xbzrle record: action %d len %zu", sent.action, sent.record_len);
+    CHECK(out[0] == 0x40 && be64(out + 1) == 7 && out[HDR] == 0x01 && out[HDR + 1] == 0 &&
+              out[HDR + 2] == 3 && out[HDR + 3] == 5 && out[HDR + 4] == 1 &&
+              out[HDR + 5] == page[5],
+          "xbzrle record bytes");
+    CHECK(xbzrle_receiver_apply_page(r, out, sent.record_len, dest, PAGE, NULL) == XBZRLE_OK &&
+              memcmp(dest, page, PAGE) == 0,
+          "apply xbzrle record");
+
+    /* Every byte changed: the delta does not fit in a page, the page goes raw. */
+    fill_random(page, PAGE);
+    CHECK(xbzrle_sender_save_page(s, 7, page, PAGE, out, cap, &sent) == XBZRLE_OK &&
+              sent.action == XBZRLE_ACTION_RAW && sent.raw_reason == XBZRLE_RAW_OVERFLOW,
+          "overflow goes raw");
+    CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK && st.stage == XBZRLE_STAGE_ITERATIVE &&
+              st.pages == 3 && st.cache_miss == 1 && st.overflow == 1 &&
+              st.xbzrle_pages == 1 && st.skipped_pages == 1 && st.cache_pages == 1 &&
+              st.bytes == 3 + 3 + PAGE && st.generation == 2 && st.cache_size == 4 * PAGE,
+          "iterative stats: hits %llu misses %llu overflow %llu bytes %llu",
+          (unsigned long long)st.pages, (unsigned long long)st.cache_miss,
+          (unsigned long long)st.overflow, (unsigned long long)st.bytes);
+
+    /* Save-page errors change nothing. */
+    CHECK(xbzrle_sender_save_page(NULL, 7, page, PAGE, out, cap, &sent) == XBZRLE_ERR_NULL,
+          "NULL sender");
+    CHECK(xbzrle_sender_save_page(s, 7, NULL, PAGE, out, cap, &sent) == XBZRLE_ERR_NULL,
+          "NULL data");
+    CHECK(xbzrle_sender_save_page(s, 7, page, PAGE, NULL, cap, &sent) == XBZRLE_ERR_NULL,
+          "NULL out");
+    CHECK(xbzrle_sender_save_page(s, 7, page, PAGE, out, cap, NULL) == XBZRLE_ERR_NULL,
+          "NULL sent");
+    CHECK(xbzrle_sender_save_page(s, 7, page, PAGE - 1, out, cap, &sent) ==
+              XBZRLE_ERR_INVALID_ARGUMENT,
+          "short page");
+    CHECK(xbzrle_sender_save_page(s, 7, page, PAGE, out, cap - 1, &sent) == XBZRLE_ERR_OVERFLOW,
+          "small output");
+    CHECK(xbzrle_sender_get_stats(s, NULL) == XBZRLE_ERR_NULL, "stats NULL out");
+    CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK && st.pages_processed == 6,
+          "errors are not counted: %llu", (unsigned long long)st.pages_processed);
+
+    /* Resize, estimate, last stage. */
+    CHECK(xbzrle_sender_resize_cache(s, 100) == XBZRLE_ERR_INVALID_ARGUMENT, "resize below page");
+    CHECK(xbzrle_sender_resize_cache(s, 8 * PAGE) == XBZRLE_OK, "resize");
+    CHECK(xbzrle_sender_estimate_bytes(s, 10, NULL) == XBZRLE_ERR_NULL, "estimate NULL out");
+    CHECK(xbzrle_sender_estimate_bytes(s, 10, &estimate) == XBZRLE_OK && estimate > 0,
+          "estimate");
+    CHECK(xbzrle_sender_start_last_stage(s) == XBZRLE_OK, "last stage");
+    CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK && st.stage == XBZRLE_STAGE_LAST &&
+              st.cache_size == 8 * PAGE && st.generation == 3,
+          "last-stage stats");
+
+    /* Hostile records: each is rejected and leaves the page exactly as it was. */
+    memcpy(before, dest, PAGE);
+    {
+        uint8_t rec[HDR + 3 + 8] = {0x40, 0, 0, 0, 0, 0, 0, 0, 7, 0x01, 0x00, 0x03, 5, 1, 9};
+        size_t rec_len = HDR + 6;
+        CHECK(xbzrle_receiver_apply_page(r, rec, rec_len, dest, PAGE, NULL) == XBZRLE_OK,
+              "well-formed record");
+        memcpy(before, dest, PAGE);
+        rec[HDR + 4] = 0; /* changed run of length 0 */
+        CHECK(xbzrle_receiver_apply_page(r, rec, rec_len, dest, PAGE, NULL) ==
+                  XBZRLE_ERR_INVALID_DELTA,
+              "zero-length run");
+        rec[HDR + 4] = 1;
+        rec[HDR + 3] = 0xff; /* 3-byte length */
+        rec[HDR + 4] = 0xff;
+        rec[HDR + 5] = 0x03;
+        CHECK(xbzrle_receiver_apply_page(r, rec, rec_len, dest, PAGE, NULL) ==
+                  XBZRLE_ERR_INVALID_DELTA,
+              "overlong length");
+        rec[HDR] = 0x02; /* wrong encoding flag */
+        CHECK(xbzrle_receiver_apply_page(r, rec, rec_len, dest, PAGE, NULL) ==
+                  XBZRLE_ERR_INVALID_RECORD,
+              "encoding flag");
+        rec[HDR] = 0x01;
+        rec[HDR + 1] = 0x10; /* delta length 4099 > page */
+        CHECK(xbzrle_receiver_apply_page(r, rec, rec_len, dest, PAGE, NULL) ==
+                  XBZRLE_ERR_INVALID_RECORD,
+              "delta longer than page");
+        rec[HDR + 1] = 0;
+        rec[0] = 0x77; /* unknown flag */
+        CHECK(xbzrle_receiver_apply_page(r, rec, rec_len, dest, PAGE, NULL) ==
+                  XBZRLE_ERR_INVALID_RECORD,
+              "unknown flag");
+        rec[0] = 0x40;
+        CHECK(xbzrle_receiver_apply_page(r, rec, HDR + 2, dest, PAGE, NULL) ==
+                  XBZRLE_ERR_INVALID_RECORD,
+              "truncated record");
+        CHECK(xbzrle_receiver_apply_page(r, rec, rec_len, dest, PAGE - 1, NULL) ==
+                  XBZRLE_ERR_INVALID_ARGUMENT,
+              "short destination");
+        CHECK(xbzrle_receiver_apply_page(r, rec, rec_len, NULL, PAGE, NULL) == XBZRLE_ERR_NULL,
+              "NULL destination");
+        CHECK(xbzrle_receiver_apply_page(r, NULL, rec_len, dest, PAGE, NULL) == XBZRLE_ERR_NULL,
+              "NULL record");
+        CHECK(xbzrle_receiver_apply_record(r, rec, rec_len, dest, PAGE, NULL, NULL) ==
+                  XBZRLE_ERR_PAGE_OUT_OF_RANGE,
+              "page 7 outside a 1-page memory");
+        CHECK(xbzrle_receiver_apply_record(r, rec, rec_len, NULL, PAGE, NULL, NULL) ==
+                  XBZRLE_ERR_NULL,
+              "NULL memory");
+        CHECK(memcmp(before, dest, PAGE) == 0, "a rejected record modified the page");
+    }
+
+    /* Random records: never a crash; memory is unchanged whenever a record is rejected. */
+    {
+        uint8_t memory[4 * 64], copy[4 * 64], rec[64];
+        xbzrle_receiver *small = NULL;
+        int i, accepted = 0;
+        CHECK(xbzrle_receiver_new(64, &small) == XBZRLE_OK, "64-byte receiver");
+        for (i = 0; i < 20000; i++) {
+            size_t len = (size_t)(rng_next() % sizeof rec), j;
+            xbzrle_status status;
+            for (j = 0; j < len; j++) {
+                rec[j] = (uint8_t)(rng_next() % 3 ? rng_next() % 8 : rng_next());
+            }
+            if (len > 0) {
+                static const uint8_t flags[] = {0x02, 0x08, 0x40, 0x40, 0x13};
+                rec[0] = flags[rng_next() % 5];
+            }
+            if (len > HDR) {
+                memset(rec + 1, 0, 7); /* page numbers 0..4: mostly inside the memory */
+                rec[8] = (uint8_t)(rng_next() % 5);
+                rec[HDR] = rng_next() % 4 ? 0x01 : rec[HDR];
+            }
+            fill_random(memory, sizeof memory);
+            memcpy(copy, memory, sizeof memory);
+            status = xbzrle_receiver_apply_record(small, rec, len, memory, sizeof memory, NULL,
+                                                  NULL);
+            if (status == XBZRLE_OK) {
+                accepted++;
+            } else {
+                CHECK(memcmp(copy, memory, sizeof memory) == 0, "rejected record wrote");
+                CHECK(status == XBZRLE_ERR_INVALID_RECORD || status == XBZRLE_ERR_INVALID_DELTA ||
+                          status == XBZRLE_ERR_PAGE_OUT_OF_RANGE,
+                      "status %d", status);
+            }
+        }
+        CHECK(accepted > 0, "no random record was accepted; the generator is too weak");
+        printf("random records: %d of 20000 accepted\n", accepted);
+        xbzrle_receiver_free(small);
+    }
+
+    free(out);
+    xbzrle_sender_free(s);
+    xbzrle_receiver_free(r);
+}
+
+/* A whole migration of `pages` pages: bulk pass, dirtying passes, last stage; the
+ * destination must end equal to the source. */
+static void migrate(const char *name, const xbzrle_sender_config *c, size_t pages) {
+    size_t page_size = c->page_size, mem_len = pages * page_size, cap, p;
+    uint8_t *src = xmalloc(mem_len), *dst = xmalloc(mem_len), *dirty = xmalloc(pages), *wire;
+    xbzrle_sender *s = NULL;
+    xbzrle_receiver *r = NULL;
+    xbzrle_sender_stats st;
+    int pass;
+
+    CHECK(xbzrle_sender_new(c, &s) == XBZRLE_OK, "%s: sender", name);
+    CHECK(xbzrle_receiver_new(page_size, &r) == XBZRLE_OK, "%s: receiver", name);
+    if (!s || !r) {
+        return;
+    }
+    cap = xbzrle_sender_max_record_len(s);
+    wire = xmalloc(cap);
+    fill_random(src, mem_len);
+    memset(dst, 0, mem_len);
+    memset(dirty, 1, pages);
+    for (pass = 0; pass < 8; pass++) {
+        if (pass == 7) {
+            CHECK(xbzrle_sender_start_last_stage(s) == XBZRLE_OK, "%s: last", name);
+        } else {
+            CHECK(xbzrle_sender_start_pass(s) == XBZRLE_OK, "%s: pass", name);
+        }
+        for (p = 0; p < pages; p++) {
+            xbzrle_sent sent;
+            size_t consumed = 0;
+            uint64_t number = 0;
+            if (!dirty[p]) {
+                continue;
+            }
+            dirty[p] = 0;
+            CHECK(xbzrle_sender_save_page(s, p, src + p * page_size, page_size, wire, cap,
+                                          &sent) == XBZRLE_OK,
+                  "%s: save", name);
+            if (sent.record_len > 0) {
+                CHECK(xbzrle_receiver_apply_record(r, wire, sent.record_len, dst, mem_len,
+                                                   &number, &consumed) == XBZRLE_OK &&
+                          number == p && consumed == sent.record_len,
+                      "%s: apply page %zu", name, p);
+            }
+        }
+        /* Dirty a hot set often and the rest rarely; small writes, a few rewrites, zeros. */
+        for (p = 0; p < pages && pass < 7; p++) {
+            uint64_t roll = rng_next() % 100;
+            uint8_t *page = src + p * page_size;
+            if ((p % 8 == 0 && roll < 70) || roll < 5) {
+                size_t k, writes = 1 + (size_t)(rng_next() % 6);
+                for (k = 0; k < writes; k++) {
+                    page[rng_next() % page_size] = (uint8_t)rng_next();
+                }
+                dirty[p] = 1;
+            } else if (roll < 7) {
+                fill_random(page, page_size);
+                dirty[p] = 1;
+            } else if (roll < 8) {
+                memset(page, 0, page_size);
+                dirty[p] = 1;
+            }
+        }
+    }
+    CHECK(memcmp(src, dst, mem_len) == 0, "%s: destination differs from source", name);
+    CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK && st.xbzrle_pages > 0, "%s: no XBZRLE",
+          name);
+    printf("%s: %llu pages, %llu xbzrle, %llu raw, %llu zero, %llu skipped, %llu misses\n", name,
+           (unsigned long long)st.pages_processed, (unsigned long long)st.xbzrle_pages,
+           (unsigned long long)st.raw_pages, (unsigned long long)st.zero_pages,
+           (unsigned long long)st.skipped_pages, (unsigned long long)st.cache_miss);
+    xbzrle_sender_free(s);
+    xbzrle_receiver_free(r);
+    free(src);
+    free(dst);
+    free(dirty);
+    free(wire);
+}
+
+/* Several channels at once: thread t saves and applies the dirty pages p with p % THREADS == t
+ * through one shared sender (4 shards) and one shared receiver. */
+enum { THREADS = 4, MT_PAGES = 256 };
+
+struct channel {
+    const xbzrle_sender *sender;
+    const xbzrle_receiver *receiver;
+    const uint8_t *src;
+    uint8_t *dst;
+    const uint8_t *dirty;
+    size_t first, errors, saved;
+};
+
+static void *channel_run(void *arg) {
+    struct channel *ch = (struct channel *)arg;
+    size_t cap = xbzrle_sender_max_record_len(ch->sender), p;
+    uint8_t *wire = xmalloc(cap);
+    for (p = ch->first; p < MT_PAGES; p += THREADS) {
+        xbzrle_sent sent;
+        if (!ch->dirty[p]) {
+            continue;
+        }
+        if (xbzrle_sender_save_page(ch->sender, p, ch->src + p * PAGE, PAGE, wire, cap, &sent) !=
+                XBZRLE_OK ||
+            (sent.record_len > 0 &&
+             xbzrle_receiver_apply_record(ch->receiver, wire, sent.record_len, ch->dst,
+                                          (size_t)MT_PAGES * PAGE, NULL, NULL) != XBZRLE_OK)) {
+            ch->errors++;
+        }
+        ch->saved++;
+    }
+    free(wire);
+    return NULL;
+}
+
+static void threaded_migration(void) {
+    xbzrle_sender_config c;
+    xbzrle_sender *s = NULL;
+    xbzrle_receiver *r = NULL;
+    xbzrle_sender_stats st;
+    uint8_t *src = xmalloc((size_t)MT_PAGES * PAGE), *dst = xmalloc((size_t)MT_PAGES * PAGE);
+    uint8_t dirty[MT_PAGES];
+    size_t p, saved = 0;
+    int pass, t;
+
+    xbzrle_sender_config_default(&c);
+    c.cache_bytes = 128 * PAGE;
+    c.cache_kind = XBZRLE_CACHE_SET_ASSOCIATIVE;
+    c.ways = 8;
+    c.shards = THREADS;
+    CHECK(xbzrle_sender_new(&c, &s) == XBZRLE_OK, "threaded sender");
+    CHECK(xbzrle_receiver_new(PAGE, &r) == XBZRLE_OK, "threaded receiver");
+    if (!s || !r) {
+        return;
+    }
+    fill_random(src, (size_t)MT_PAGES * PAGE);
+    memset(dst, 0, (size_t)MT_PAGES * PAGE);
+    memset(dirty, 1, sizeof dirty);
+    for (pass = 0; pass < 6; pass++) {
+        pthread_t threads[THREADS];
+        struct channel ch[THREADS];
+        CHECK((pass == 5 ? xbzrle_sender_start_last_stage(s) : xbzrle_sender_start_pass(s)) ==
+                  XBZRLE_OK,
+              "threaded sync");
+        for (t = 0; t < THREADS; t++) {
+            ch[t].sender = s;
+            ch[t].receiver = r;
+            ch[t].src = src;
+            ch[t].dst = dst;
+            ch[t].dirty = dirty;
+            ch[t].first = (size_t)t;
+            ch[t].errors = 0;
+            ch[t].saved = 0;
+            CHECK(pthread_create(&threads[t], NULL, channel_run, &ch[t]) == 0, "spawn");
+        }
+        for (t = 0; t < THREADS; t++) {
+            pthread_join(threads[t], NULL);
+            CHECK(ch[t].errors == 0, "channel %d: %zu errors", t, ch[t].errors);
+            saved += ch[t].saved;
+        }
+        memset(dirty, 0, sizeof dirty);
+        for (p = 0; p < MT_PAGES && pass < 5; p++) {
+            if (p < 64 || rng_next() % 10 == 0) {
+                src[p * PAGE + rng_next() % PAGE] ^= (uint8_t)(1 + rng_next() % 255);
+                dirty[p] = 1;
+            }
+        }
+    }
+    CHECK(memcmp(src, dst, (size_t)MT_PAGES * PAGE) == 0, "threaded: destination differs");
+    CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK && st.pages_processed == saved &&
+              st.xbzrle_pages > 0,
+          "threaded stats: %llu processed of %zu", (unsigned long long)st.pages_processed, saved);
+    printf("threaded: %zu pages over %d channels, %llu xbzrle\n", saved, THREADS,
+           (unsigned long long)st.xbzrle_pages);
+    xbzrle_sender_free(s);
+    xbzrle_receiver_free(r);
+    free(src);
+    free(dst);
+}
+
+int main(void) {
+    xbzrle_sender_config c;
+    config_errors();
+    decisions();
+
+    xbzrle_sender_config_default(&c);
+    c.cache_bytes = 64 * PAGE;
+    migrate("direct-mapped, after bulk", &c, 256);
+    c.cache_kind = XBZRLE_CACHE_SET_ASSOCIATIVE;
+    c.ways = 4;
+    c.replacement = XBZRLE_REPLACEMENT_LIFETIME;
+    c.admission = XBZRLE_ADMIT_FREQUENCY;
+    c.admission_min_passes = 2;
+    c.admission_counters = 1024;
+    migrate("4-way lifetime, frequency", &c, 256);
+    c.replacement = XBZRLE_REPLACEMENT_LRU;
+    c.admission = XBZRLE_ADMIT_ALWAYS;
+    c.shards = 4;
+    migrate("4-way LRU, always, 4 shards", &c, 256);
+    c.page_size = 1000; /* odd page size */
+    c.cache_bytes = 32 * 1000;
+    c.replacement = XBZRLE_REPLACEMENT_FREQUENCY;
+    migrate("1000-byte pages", &c, 100);
+    threaded_migration();
+    return check_summary("test_policy");
+}

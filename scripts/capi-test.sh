@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# End-to-end check of the C API as a C user sees it: install into a temporary prefix, build
+# examples/migrate.c with pkg-config against the shared and the static library and run both,
+# then build and run the C tests under AddressSanitizer + UBSan (gcc; instruments the C side)
+# and under valgrind memcheck (instruments the Rust side too).
+# Needs: cargo, gcc, g++, pkg-config, binutils (readelf), valgrind.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+capi="$root/c-api"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+prefix="$work/prefix"
+
+"$root/scripts/capi-install.sh" "$prefix"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+cflags=(-std=c99 -Wall -Wextra -Werror -pedantic -O2)
+
+echo "== pkg-config: $(pkg-config --modversion xbzrle); cflags $(pkg-config --cflags xbzrle)"
+
+echo "== migrate.c, shared library"
+# shellcheck disable=SC2046 # pkg-config output is meant to be split into words
+cc "${cflags[@]}" "$capi/examples/migrate.c" $(pkg-config --cflags --libs xbzrle) \
+    -Wl,-rpath,"$(pkg-config --variable=libdir xbzrle)" -o "$work/migrate-shared"
+readelf -d "$work/migrate-shared" | grep -q "NEEDED.*libxbzrle\.so\." \
+    || { echo "migrate-shared does not depend on the versioned soname" >&2; exit 1; }
+"$work/migrate-shared"
+
+echo "== migrate.c, static library"
+static_lib="$(pkg-config --variable=libdir xbzrle)/libxbzrle.a"
+# shellcheck disable=SC2046
+cc "${cflags[@]}" "$capi/examples/migrate.c" $(pkg-config --cflags xbzrle) "$static_lib" \
+    $(pkg-config --static --libs-only-l xbzrle | sed 's/-lxbzrle//') -o "$work/migrate-static"
+if readelf -d "$work/migrate-static" | grep -q "NEEDED.*libxbzrle"; then
+    echo "migrate-static still needs libxbzrle.so" >&2
+    exit 1
+fi
+"$work/migrate-static"
+
+echo "== header as C++"
+# shellcheck disable=SC2046
+g++ -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only $(pkg-config --cflags xbzrle) \
+    "$capi/tests/c/header_cpp.cpp"
+
+echo "== C tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+asan=(-std=c99 -Wall -Wextra -Werror -pedantic -g -O1 -fno-omit-frame-pointer
+    -fsanitize=address,undefined -fno-sanitize-recover=all)
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+for test in test_codec test_policy migrate; do
+    src="$capi/tests/c/$test.c"
+    [[ $test == migrate ]] && src="$capi/examples/migrate.c"
+    # shellcheck disable=SC2046
+    gcc "${asan[@]}" -I"$capi/tests/c" "$src" $(pkg-config --cflags xbzrle) "$static_lib" \
+        $(pkg-config --static --libs-only-l xbzrle | sed 's/-lxbzrle//') -o "$work/$test-asan"
+done
+data="$root/codec/tests/data"
+"$work/test_codec-asan" "$data/qemu-encode.bin" "$data/qemu-decode.bin"
+"$work/test_policy-asan"
+"$work/migrate-asan" > /dev/null
+
+echo "== C tests under valgrind memcheck (checks the library's own accesses as well)"
+for test in test_codec test_policy; do
+    # shellcheck disable=SC2046
+    gcc -std=c99 -g -O1 -I"$capi/tests/c" "$capi/tests/c/$test.c" $(pkg-config --cflags xbzrle) \
+        "$static_lib" $(pkg-config --static --libs-only-l xbzrle | sed 's/-lxbzrle//') \
+        -o "$work/$test-plain"
+done
+memcheck=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite)
+"${memcheck[@]}" "$work/test_codec-plain" "$data/qemu-encode.bin" "$data/qemu-decode.bin"
+"${memcheck[@]}" "$work/test_policy-plain"
+"${memcheck[@]}" "$work/migrate-static" > /dev/null
+echo "capi-test: all passed"

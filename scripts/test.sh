@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The project's test command: every workspace test (unit, property, golden vectors, C
+# tests, CLI), plus the replay of every committed fuzz corpus file on stable Rust.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --workspace --locked

@@ -31,7 +31,8 @@ pub fn encode(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
 /// # Panics
 /// If `old` and `new` differ in length or are longer than `u32::MAX` bytes.
 pub fn encode_compact(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
-    crate::kernel::reference::encode_compact(old, new, out)
+    crate::kernel::check_lengths(old, new);
+    crate::compact::encode(old, new, out)
 }
 
 /// Encodes the canonical delta from `cached` to `new` into `out` and leaves `cached`

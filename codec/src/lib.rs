@@ -17,6 +17,9 @@
 //! functions; every kernel can also be called directly.
 #![cfg_attr(not(feature = "std"), no_std)]
 
+extern crate alloc;
+
+mod compact;
 mod decode;
 mod encode;
 pub mod format;

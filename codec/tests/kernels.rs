@@ -30,6 +30,11 @@ fn if_available(kernel: Kernel, check: impl FnOnce(Kernel)) {
 }
 
 #[test]
+fn reference_on_seed_pairs() {
+    check_kernel_on_seed_pairs(Kernel::Reference);
+}
+
+#[test]
 fn word_on_seed_pairs() {
     if_available(Kernel::Word, check_kernel_on_seed_pairs);
 }

@@ -330,7 +330,8 @@ mod detected {
     }
 }
 
-fn check_lengths(old: &[u8], new: &[u8]) {
+/// Panics unless the pages have the same length, at most `u32::MAX` bytes.
+pub(crate) fn check_lengths(old: &[u8], new: &[u8]) {
     assert_eq!(
         old.len(),
         new.len(),

@@ -41,8 +41,3 @@ pub(crate) fn encode_update(cached: &mut [u8], new: &[u8], out: &mut [u8]) -> En
     cached.copy_from_slice(new);
     result
 }
-
-/// Compact encode (placeholder: canonical until the optimal gap merging lands).
-pub(crate) fn encode_compact(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
-    encode(old, new, out)
-}

@@ -374,6 +374,33 @@ pub(crate) fn canonical_oracle(old: &[u8], new: &[u8]) -> Vec<u8> {
     delta
 }
 
+/// Bytes `value` takes in ULEB128 (independent of the crate).
+pub(crate) fn uleb128_size(value: usize) -> usize {
+    let mut out = Vec::new();
+    push_uleb128(&mut out, value);
+    out.len()
+}
+
+/// Length of the smallest delta from `old` to `new`, by a quadratic dynamic program over the
+/// canonical runs (the oracle of the compact encoder): `best[j]` is the smallest encoding
+/// of runs `0..j` whose last written range covers runs `i..j`, for every `i`.
+pub(crate) fn smallest_delta_len(old: &[u8], new: &[u8]) -> usize {
+    let runs = canonical_runs(old, new);
+    let mut best = vec![0usize; runs.len() + 1];
+    for j in 1..=runs.len() {
+        let (_, last_start, last_len) = runs[j - 1];
+        let end = last_start + last_len;
+        best[j] = (1..=j)
+            .map(|i| {
+                let (gap, start, _) = runs[i - 1];
+                best[i - 1] + uleb128_size(gap) + uleb128_size(end - start) + (end - start)
+            })
+            .min()
+            .unwrap();
+    }
+    best[runs.len()]
+}
+
 /// An encoder implementation under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Encoder {

@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use xbzrle::Encoded;
 
-use crate::guard::guard;
-use crate::status::xbzrle_status::{self, *};
+use super::guard::guard;
+use super::status::xbzrle_status::{self, *};
 
 /// Drop-in for QEMU's `xbzrle_encode_buffer`: writes the canonical delta from `old_buf` to
 /// `new_buf` (both `slen` bytes) into `dst` (capacity `dlen`).

@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 ///
 /// `AssertUnwindSafe` is sound here: the only state that outlives a call is a handle, and
 /// the sender keeps its cache shards behind mutexes that a panic poisons, after which it
-/// reports [`crate::xbzrle_status::XBZRLE_ERR_POISONED`] instead of using them.
+/// reports [`super::status::xbzrle_status::XBZRLE_ERR_POISONED`] instead of using them.
 pub(crate) fn guard<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(on_panic)
 }

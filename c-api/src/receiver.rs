@@ -4,8 +4,8 @@ use std::slice;
 
 use xbzrle_policy::{ReceiveError, Receiver, Record};
 
-use crate::guard::guard;
-use crate::status::xbzrle_status::{self, *};
+use super::guard::guard;
+use super::status::xbzrle_status::{self, *};
 
 /// An opaque receiver: applies the sender's records to destination pages. Stateless apart
 /// from the page size. Create with `xbzrle_receiver_new`, destroy with

@@ -8,8 +8,8 @@ use xbzrle_policy::{
     SenderConfig, Stage,
 };
 
-use crate::guard::guard;
-use crate::status::xbzrle_status::{self, *};
+use super::guard::guard;
+use super::status::xbzrle_status::{self, *};
 
 /// Cache organisation (values of `xbzrle_sender_config.cache_kind`).
 #[allow(non_camel_case_types)]

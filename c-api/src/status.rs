@@ -2,7 +2,7 @@
 
 use std::ffi::{CStr, c_char, c_int};
 
-use crate::guard::guard;
+use super::guard::guard;
 
 /// Result of a native (non-QEMU) entry point: `XBZRLE_OK` (0) or a negative error code.
 ///

@@ -109,6 +109,7 @@ fn main() {
     }
 
     write_all(&corpus.join("policy"), &policy_seeds());
+    write_all(&corpus.join("capi"), &capi_seeds());
 }
 
 /// Hand-made migrations for the `policy` target (layout: [`xbzrle_fuzz::policy`]).
@@ -165,6 +166,46 @@ fn policy_seeds() -> Vec<(String, Vec<u8>)> {
         ),
         ("seed-policy-bulk-only".into(), scenario(100, 3, 1, &[])),
     ]
+}
+
+/// Seeds of the `capi` target (layout in `xbzrle_fuzz::capi`): each operation once with
+/// valid arguments and once with NULLs or negative lengths, and a sender session.
+fn capi_seeds() -> Vec<(String, Vec<u8>)> {
+    // A page pair: length 4096 (size class 1), pattern seed 3, a 6-byte edit script.
+    let pair = [0x00, 0x50, 3, 6, 10, 2, 0xaa, 0xbb, 100, 1];
+    let mut encode = vec![0, 0x20];
+    encode.extend_from_slice(&pair);
+    encode.extend_from_slice(&4096u16.to_le_bytes());
+    let mut encode_null = encode.clone();
+    encode_null[1] = 0x1f;
+    let decode = vec![1, 0x40, 0x00, 0x01, 6, 3, 2, 0x11, 0x22, 0x05, 0x01];
+    let mut decode_bad = decode.clone();
+    decode_bad[1] = 0x0f;
+    let mut size_t = Vec::new();
+    for mode in 0..3u8 {
+        size_t.extend_from_slice(&[2, mode << 3]);
+        size_t.extend_from_slice(&pair);
+        size_t.extend_from_slice(&64u16.to_le_bytes());
+    }
+    let validate = vec![3, 0x20, 0x00, 0x40, 5, 0x00, 0x02, 0x01, 0x02, 0x80];
+    let session = vec![4, 0x02, 3, 3, 8, 4, 0xff, 0xff, 1, 40, 2, 1, 2, 9, 0x42];
+    let configured = vec![
+        4, 0x01, 0x00, 0x01, 0x00, 0x40, 0x00, 0x00, 1, 4, 2, 2, 2, 0x10, 0x00, 1, 4, 3, 2, 5, 1,
+        0x07,
+    ];
+    [
+        ("encode-buffer", encode),
+        ("encode-buffer-null", encode_null),
+        ("decode-buffer", decode),
+        ("decode-buffer-bad-args", decode_bad),
+        ("encode-size-t", size_t),
+        ("validate-decode", validate),
+        ("sender-session", session),
+        ("sender-configured", configured),
+    ]
+    .into_iter()
+    .map(|(name, bytes)| (format!("seed-capi-{name}"), bytes))
+    .collect()
 }
 
 /// Whether a golden record with a page of `len` bytes becomes a seed.

@@ -5,6 +5,7 @@
 //! sets `--cfg fuzzing`), and replay files with it otherwise; `tests/corpus.rs` replays
 //! every committed corpus file on stable Rust. So each check exists once.
 
+pub mod capi;
 pub mod compact;
 pub mod decode;
 pub mod encode_update;
@@ -13,6 +14,12 @@ pub mod kernels;
 pub mod naive;
 pub mod output_buffer;
 pub mod policy;
+
+/// The C API's source (crate `xbzrle-capi`, which builds only a cdylib and a staticlib),
+/// compiled into this crate so that the `capi` target calls its entry points directly.
+#[allow(missing_docs, unreachable_pub, dead_code, clippy::all)]
+#[path = "../../c-api/src/lib.rs"]
+pub mod ffi;
 
 use std::path::{Path, PathBuf};
 use xbzrle::Encoded;
@@ -51,6 +58,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "policy",
         check: policy::check,
+    },
+    Target {
+        name: "capi",
+        check: capi::check,
     },
 ];
 

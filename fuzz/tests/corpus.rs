@@ -38,6 +38,7 @@ const REPLAYED: &[&str] = &[
     "encode_update",
     "output_buffer",
     "policy",
+    "capi",
 ];
 
 #[test]
@@ -68,4 +69,9 @@ fn output_buffer_corpus() {
 #[test]
 fn policy_corpus() {
     replay("policy");
+}
+
+#[test]
+fn capi_corpus() {
+    replay("capi");
 }

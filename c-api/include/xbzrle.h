@@ -72,6 +72,14 @@ typedef enum xbzrle_status {
      * The record's page lies outside the destination memory; nothing was written.
      */
     XBZRLE_ERR_PAGE_OUT_OF_RANGE = -8,
+    /**
+     * The sizes asked for are valid but the memory they need cannot be allocated (cache
+     * metadata, the cache's page-data reservation, admission counters, resize space).
+     * Nothing was created or changed; try smaller sizes. (A size that cannot be
+     * represented at all, such as a cache above `PTRDIFF_MAX` bytes, is
+     * `XBZRLE_ERR_INVALID_ARGUMENT` instead.)
+     */
+    XBZRLE_ERR_NO_MEMORY = -9,
 } xbzrle_status;
 
 /**
@@ -207,11 +215,13 @@ typedef struct xbzrle_sender xbzrle_sender;
  */
 typedef struct xbzrle_sender_config {
     /**
-     * Page size in bytes (1 ..= UINT32_MAX; default 4096).
+     * Page size in bytes (1 ..= UINT32_MAX, and at most PTRDIFF_MAX; default 4096).
      */
     size_t page_size;
     /**
-     * Page-data budget of the cache in bytes, at least one page (default 64 MiB).
+     * Page-data budget of the cache in bytes: one page ..= PTRDIFF_MAX (default 64 MiB).
+     * Page data is allocated at the first insertion; a budget the allocator cannot
+     * provide gives `XBZRLE_ERR_NO_MEMORY` from `xbzrle_sender_new`.
      */
     uint64_t cache_bytes;
     /**
@@ -235,13 +245,14 @@ typedef struct xbzrle_sender_config {
      */
     uint32_t admission_min_passes;
     /**
-     * For `XBZRLE_ADMIT_FREQUENCY`: counter bytes for the whole sender (at least 1).
+     * For `XBZRLE_ADMIT_FREQUENCY`: counter bytes for the whole sender (1 ..= PTRDIFF_MAX;
+     * allocated by `xbzrle_sender_new`).
      */
     size_t admission_counters;
     /**
-     * Independently locked cache shards, a power of two (default 1). Page `p` lives in
-     * shard `p mod shards`; use more than 1 to call `xbzrle_sender_save_page` from several
-     * threads with little contention.
+     * Independently locked cache shards, a power of two, 1 ..= 65536 (default 1). Page `p`
+     * lives in shard `p mod shards`; use more than 1 to call `xbzrle_sender_save_page` from
+     * several threads with little contention.
      */
     size_t shards;
 } xbzrle_sender_config;
@@ -498,10 +509,11 @@ const char *xbzrle_version_string(void);
 uint32_t xbzrle_version_number(void);
 
 /**
- * Creates a receiver for pages of `page_size` bytes (1 ..= UINT32_MAX). On `XBZRLE_OK`,
- * `*out` is a new handle the caller owns and must release with `xbzrle_receiver_free`; on
- * error `*out` is NULL. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT`.
- * Thread-safe.
+ * Creates a receiver for pages of `page_size` bytes (1 ..= UINT32_MAX, and at most
+ * PTRDIFF_MAX). The receiver allocates no page-sized memory, so a large page size costs
+ * nothing. On `XBZRLE_OK`, `*out` is a new handle the caller owns and must release with
+ * `xbzrle_receiver_free`; on error `*out` is NULL. Errors: `XBZRLE_ERR_NULL`,
+ * `XBZRLE_ERR_INVALID_ARGUMENT` (e.g. `page_size` 0 or SIZE_MAX). Thread-safe.
  *
  * # Safety
  * `out` must be NULL or valid for a write of one pointer.
@@ -592,12 +604,21 @@ enum xbzrle_status xbzrle_receiver_apply_record(const struct xbzrle_receiver *re
 enum xbzrle_status xbzrle_sender_config_default(struct xbzrle_sender_config *config);
 
 /**
- * Creates a sender in the bulk stage (generation 0) with an empty cache; page buffers are
- * allocated lazily. On `XBZRLE_OK`, `*out` is a new handle the caller owns and must release
- * with `xbzrle_sender_free`; on error `*out` is NULL.
+ * Creates a sender in the bulk stage (generation 0) with an empty cache. The cache
+ * metadata (24 to 32 bytes per cached page) and the admission counters are allocated now;
+ * the page data is one zeroed allocation made at the first insertion (the operating system
+ * commits only the pages written), whose size is checked now: the allocator must be able
+ * to provide it at this moment. If it refuses it at the first insertion after all, that
+ * page is not cached and is sent raw, and a later insertion tries again. On `XBZRLE_OK`,
+ * `*out` is a new handle the caller owns and must release with `xbzrle_sender_free`; on
+ * error `*out` is NULL.
  *
- * Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (a field out of range or an
- * unknown enum value). Thread-safe.
+ * No configuration value crashes the process: sizes that cannot be represented give an
+ * error, and memory that cannot be allocated gives `XBZRLE_ERR_NO_MEMORY`.
+ *
+ * Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (a field out of range, e.g.
+ * `cache_bytes` above PTRDIFF_MAX, or an unknown enum value), `XBZRLE_ERR_NO_MEMORY` (valid
+ * sizes whose memory cannot be allocated, e.g. `cache_bytes` = 2^60). Thread-safe.
  *
  * # Safety
  * `config` must be NULL or point to a readable `xbzrle_sender_config`; `out` NULL or valid
@@ -640,11 +661,15 @@ enum xbzrle_status xbzrle_sender_start_pass(const struct xbzrle_sender *sender);
 enum xbzrle_status xbzrle_sender_start_last_stage(const struct xbzrle_sender *sender);
 
 /**
- * Changes the cache budget to `cache_bytes` (at least one page), keeping the cached pages
- * that still fit (QEMU's `xbzrle-cache-size` change).
+ * Changes the cache budget to `cache_bytes` (one page ..= PTRDIFF_MAX), keeping the cached
+ * pages that still fit (QEMU's `xbzrle-cache-size` change). The page data never exceeds
+ * the budget once the call returns. Waits for `xbzrle_sender_save_page` calls in progress.
  *
- * Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT`. Thread-safe (call it between
- * passes).
+ * Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (below one page or above
+ * PTRDIFF_MAX), `XBZRLE_ERR_NO_MEMORY` (the memory for the new size cannot be allocated).
+ * On error the budget is unchanged and so are the cached pages (with several shards, a
+ * shard resized before the failure is resized back and may have dropped pages that did
+ * not fit the other size). Thread-safe (call it between passes).
  *
  * # Safety
  * `sender` must be NULL or a live handle from `xbzrle_sender_new`.

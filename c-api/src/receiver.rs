@@ -25,10 +25,11 @@ impl From<ReceiveError> for xbzrle_status {
     }
 }
 
-/// Creates a receiver for pages of `page_size` bytes (1 ..= UINT32_MAX). On `XBZRLE_OK`,
-/// `*out` is a new handle the caller owns and must release with `xbzrle_receiver_free`; on
-/// error `*out` is NULL. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT`.
-/// Thread-safe.
+/// Creates a receiver for pages of `page_size` bytes (1 ..= UINT32_MAX, and at most
+/// PTRDIFF_MAX). The receiver allocates no page-sized memory, so a large page size costs
+/// nothing. On `XBZRLE_OK`, `*out` is a new handle the caller owns and must release with
+/// `xbzrle_receiver_free`; on error `*out` is NULL. Errors: `XBZRLE_ERR_NULL`,
+/// `XBZRLE_ERR_INVALID_ARGUMENT` (e.g. `page_size` 0 or SIZE_MAX). Thread-safe.
 ///
 /// # Safety
 /// `out` must be NULL or valid for a write of one pointer.
@@ -41,17 +42,13 @@ pub unsafe extern "C" fn xbzrle_receiver_new(
         if out.is_null() {
             return XBZRLE_ERR_NULL;
         }
-        let handle = match Receiver::new(page_size) {
-            Ok(r) => Box::into_raw(Box::new(xbzrle_receiver(r))),
-            Err(_) => std::ptr::null_mut(),
+        let (handle, status) = match Receiver::new(page_size) {
+            Ok(r) => (Box::into_raw(Box::new(xbzrle_receiver(r))), XBZRLE_OK),
+            Err(e) => (std::ptr::null_mut(), e.into()),
         };
         // SAFETY: `out` is non-null and the caller guarantees it is writable.
         unsafe { out.write(handle) };
-        if handle.is_null() {
-            XBZRLE_ERR_INVALID_ARGUMENT
-        } else {
-            XBZRLE_OK
-        }
+        status
     })
 }
 

@@ -99,9 +99,11 @@ pub enum xbzrle_raw_reason {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct xbzrle_sender_config {
-    /// Page size in bytes (1 ..= UINT32_MAX; default 4096).
+    /// Page size in bytes (1 ..= UINT32_MAX, and at most PTRDIFF_MAX; default 4096).
     pub page_size: usize,
-    /// Page-data budget of the cache in bytes, at least one page (default 64 MiB).
+    /// Page-data budget of the cache in bytes: one page ..= PTRDIFF_MAX (default 64 MiB).
+    /// Page data is allocated at the first insertion; a budget the allocator cannot
+    /// provide gives `XBZRLE_ERR_NO_MEMORY` from `xbzrle_sender_new`.
     pub cache_bytes: u64,
     /// An `xbzrle_cache_kind` (default `XBZRLE_CACHE_DIRECT_MAPPED`).
     pub cache_kind: u32,
@@ -113,11 +115,12 @@ pub struct xbzrle_sender_config {
     pub admission: u32,
     /// For `XBZRLE_ADMIT_FREQUENCY`: passes a page must be seen dirty in (1 ..= 255).
     pub admission_min_passes: u32,
-    /// For `XBZRLE_ADMIT_FREQUENCY`: counter bytes for the whole sender (at least 1).
+    /// For `XBZRLE_ADMIT_FREQUENCY`: counter bytes for the whole sender (1 ..= PTRDIFF_MAX;
+    /// allocated by `xbzrle_sender_new`).
     pub admission_counters: usize,
-    /// Independently locked cache shards, a power of two (default 1). Page `p` lives in
-    /// shard `p mod shards`; use more than 1 to call `xbzrle_sender_save_page` from several
-    /// threads with little contention.
+    /// Independently locked cache shards, a power of two, 1 ..= 65536 (default 1). Page `p`
+    /// lives in shard `p mod shards`; use more than 1 to call `xbzrle_sender_save_page` from
+    /// several threads with little contention.
     pub shards: usize,
 }
 
@@ -183,8 +186,11 @@ pub struct xbzrle_sender_stats {
 pub struct xbzrle_sender(Sender);
 
 impl From<ConfigError> for xbzrle_status {
-    fn from(_: ConfigError) -> Self {
-        XBZRLE_ERR_INVALID_ARGUMENT
+    fn from(e: ConfigError) -> Self {
+        match e {
+            ConfigError::OutOfMemory { .. } => XBZRLE_ERR_NO_MEMORY,
+            _ => XBZRLE_ERR_INVALID_ARGUMENT,
+        }
     }
 }
 
@@ -295,12 +301,21 @@ pub unsafe extern "C" fn xbzrle_sender_config_default(
     })
 }
 
-/// Creates a sender in the bulk stage (generation 0) with an empty cache; page buffers are
-/// allocated lazily. On `XBZRLE_OK`, `*out` is a new handle the caller owns and must release
-/// with `xbzrle_sender_free`; on error `*out` is NULL.
+/// Creates a sender in the bulk stage (generation 0) with an empty cache. The cache
+/// metadata (24 to 32 bytes per cached page) and the admission counters are allocated now;
+/// the page data is one zeroed allocation made at the first insertion (the operating system
+/// commits only the pages written), whose size is checked now: the allocator must be able
+/// to provide it at this moment. If it refuses it at the first insertion after all, that
+/// page is not cached and is sent raw, and a later insertion tries again. On `XBZRLE_OK`,
+/// `*out` is a new handle the caller owns and must release with `xbzrle_sender_free`; on
+/// error `*out` is NULL.
 ///
-/// Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (a field out of range or an
-/// unknown enum value). Thread-safe.
+/// No configuration value crashes the process: sizes that cannot be represented give an
+/// error, and memory that cannot be allocated gives `XBZRLE_ERR_NO_MEMORY`.
+///
+/// Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (a field out of range, e.g.
+/// `cache_bytes` above PTRDIFF_MAX, or an unknown enum value), `XBZRLE_ERR_NO_MEMORY` (valid
+/// sizes whose memory cannot be allocated, e.g. `cache_bytes` = 2^60). Thread-safe.
 ///
 /// # Safety
 /// `config` must be NULL or point to a readable `xbzrle_sender_config`; `out` NULL or valid
@@ -402,11 +417,15 @@ pub unsafe extern "C" fn xbzrle_sender_start_last_stage(
     unsafe { with_sender(sender, body) }
 }
 
-/// Changes the cache budget to `cache_bytes` (at least one page), keeping the cached pages
-/// that still fit (QEMU's `xbzrle-cache-size` change).
+/// Changes the cache budget to `cache_bytes` (one page ..= PTRDIFF_MAX), keeping the cached
+/// pages that still fit (QEMU's `xbzrle-cache-size` change). The page data never exceeds
+/// the budget once the call returns. Waits for `xbzrle_sender_save_page` calls in progress.
 ///
-/// Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT`. Thread-safe (call it between
-/// passes).
+/// Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (below one page or above
+/// PTRDIFF_MAX), `XBZRLE_ERR_NO_MEMORY` (the memory for the new size cannot be allocated).
+/// On error the budget is unchanged and so are the cached pages (with several shards, a
+/// shard resized before the failure is resized back and may have dropped pages that did
+/// not fit the other size). Thread-safe (call it between passes).
 ///
 /// # Safety
 /// `sender` must be NULL or a live handle from `xbzrle_sender_new`.

@@ -31,13 +31,19 @@ pub enum xbzrle_status {
     XBZRLE_ERR_POISONED = -7,
     /// The record's page lies outside the destination memory; nothing was written.
     XBZRLE_ERR_PAGE_OUT_OF_RANGE = -8,
+    /// The sizes asked for are valid but the memory they need cannot be allocated (cache
+    /// metadata, the cache's page-data reservation, admission counters, resize space).
+    /// Nothing was created or changed; try smaller sizes. (A size that cannot be
+    /// represented at all, such as a cache above `PTRDIFF_MAX` bytes, is
+    /// `XBZRLE_ERR_INVALID_ARGUMENT` instead.)
+    XBZRLE_ERR_NO_MEMORY = -9,
 }
 
 use xbzrle_status::*;
 
 impl xbzrle_status {
     /// Every status, for the description table and its test.
-    const ALL: [xbzrle_status; 9] = [
+    const ALL: [xbzrle_status; 10] = [
         XBZRLE_OK,
         XBZRLE_ERR_NULL,
         XBZRLE_ERR_INVALID_ARGUMENT,
@@ -47,6 +53,7 @@ impl xbzrle_status {
         XBZRLE_ERR_PANIC,
         XBZRLE_ERR_POISONED,
         XBZRLE_ERR_PAGE_OUT_OF_RANGE,
+        XBZRLE_ERR_NO_MEMORY,
     ];
 
     fn describe(self) -> &'static CStr {
@@ -62,6 +69,7 @@ impl xbzrle_status {
             XBZRLE_ERR_PAGE_OUT_OF_RANGE => {
                 c"the record's page lies outside the destination memory"
             }
+            XBZRLE_ERR_NO_MEMORY => c"not enough memory for the requested sizes",
         }
     }
 }

@@ -3,7 +3,8 @@
 //! A cached page is always kept up to date whatever the policy says; admission only
 //! decides whether a page *without* an entry gets one. The last stage never inserts.
 
-use crate::config::Stage;
+use crate::config::{ConfigError, Stage};
+use crate::fallible;
 
 /// Decides whether a page that is not cached may enter the cache.
 ///
@@ -61,14 +62,22 @@ pub struct Frequency {
 
 impl Frequency {
     /// A policy admitting pages seen at least `min_passes` times, with `counters` bytes of
-    /// counters (at least 2 are used).
-    pub fn new(min_passes: u8, counters: usize) -> Self {
+    /// counters (at least 2 are used). The counters are one zeroed allocation (`calloc`),
+    /// committed by the operating system as they are first written.
+    ///
+    /// # Errors
+    /// [`ConfigError::OutOfMemory`] when the counters cannot be allocated (more than
+    /// `isize::MAX` bytes, or more than the allocator can give).
+    pub fn new(min_passes: u8, counters: usize) -> Result<Self, ConfigError> {
         let row_len = (counters / 2).max(1);
-        Self {
+        let total = row_len
+            .checked_mul(2)
+            .ok_or(ConfigError::OutOfMemory { bytes: u64::MAX })?;
+        Ok(Self {
             min_passes,
-            counters: vec![0; 2 * row_len],
+            counters: fallible::zeroed(total)?,
             row_len,
-        }
+        })
     }
 
     /// The pass threshold.
@@ -147,14 +156,18 @@ pub enum Admission {
 
 impl Admission {
     /// Builds the policy for one of `shards` shards.
-    pub fn build(self, shards: usize) -> Box<dyn AdmissionPolicy> {
-        match self {
+    ///
+    /// # Errors
+    /// [`ConfigError::OutOfMemory`] when the frequency policy's counters cannot be
+    /// allocated (see [`Frequency::new`]).
+    pub fn build(self, shards: usize) -> Result<Box<dyn AdmissionPolicy>, ConfigError> {
+        Ok(match self {
             Self::Always => Box::new(AdmitAlways),
             Self::AfterBulk => Box::new(AfterBulk),
             Self::Frequency {
                 min_passes,
                 counters,
-            } => Box::new(Frequency::new(min_passes, counters / shards.max(1))),
-        }
+            } => Box::new(Frequency::new(min_passes, counters / shards.max(1))?),
+        })
     }
 }

@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
 //!
 //! # Crate layout
 //!
@@ -13,6 +14,7 @@
 pub mod admission;
 pub mod cache;
 mod config;
+mod fallible;
 mod receiver;
 mod sender;
 pub mod stats;
@@ -22,7 +24,7 @@ pub use admission::{Admission, AdmissionPolicy, AdmitAlways, AfterBulk, Frequenc
 pub use cache::{
     CACHED_PAGE_LIFETIME, CacheKind, DirectMappedCache, PageCache, Replacement, SetAssociativeCache,
 };
-pub use config::{ConfigError, SenderConfig, Stage};
+pub use config::{ConfigError, MAX_SHARDS, SenderConfig, Stage};
 pub use receiver::{Applied, ReceiveError, Receiver};
 pub use sender::{Outcome, RawReason, SendError, Sender, Sent};
 pub use stats::{SenderStats, XbzrleCacheStats};

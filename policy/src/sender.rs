@@ -9,6 +9,7 @@ use xbzrle::Encoded;
 use crate::admission::AdmissionPolicy;
 use crate::cache::PageCache;
 use crate::config::{ConfigError, SenderConfig, Stage, check_cache_bytes};
+use crate::fallible;
 use crate::stats::{SenderStats, XbzrleCacheStats};
 use crate::wire::{
     Body, FLAG_XBZRLE, HEADER_LEN, MAX_DELTA_LEN, Record, XBZRLE_PAYLOAD_HEADER_LEN, write_header,
@@ -169,7 +170,6 @@ pub struct Sender {
     cache_size: AtomicU64,
     counters: Counters,
     period: Mutex<Period>,
-    zero_page: Box<[u8]>,
 }
 
 impl fmt::Debug for Sender {
@@ -185,37 +185,54 @@ impl fmt::Debug for Sender {
 
 impl Sender {
     /// A sender in the bulk stage, generation 0, with an empty cache.
+    ///
+    /// Allocates the cache metadata and the admission counters now and checks that the
+    /// page data could be allocated, without allocating it: the page data of each shard is
+    /// one zeroed allocation made at its first insertion (see [`crate::cache`]).
+    ///
+    /// # Errors
+    /// Any error of [`SenderConfig::validate`], or [`ConfigError::OutOfMemory`] when the
+    /// sizes are valid but the allocator refuses the memory they need. Never panics or
+    /// aborts on a configuration value.
     pub fn new(config: SenderConfig) -> Result<Self, ConfigError> {
         let admission = config.admission;
         let shards = config.shards;
-        Self::with_admission(config, |_| admission.build(shards))
+        Self::build(config, |_| admission.build(shards))
     }
 
     /// Like [`Sender::new`] with a custom admission policy: `policy(shard)` is called once
     /// per shard (`config.admission` is ignored).
+    ///
+    /// # Errors
+    /// As [`Sender::new`].
     pub fn with_admission(
         config: SenderConfig,
         mut policy: impl FnMut(usize) -> Box<dyn AdmissionPolicy>,
     ) -> Result<Self, ConfigError> {
+        Self::build(config, |i| Ok(policy(i)))
+    }
+
+    fn build(
+        config: SenderConfig,
+        mut policy: impl FnMut(usize) -> Result<Box<dyn AdmissionPolicy>, ConfigError>,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let shard_bytes = config.cache_bytes / config.shards as u64;
-        let shards = (0..config.shards)
-            .map(|i| {
-                Mutex::new(Shard {
-                    cache: config.cache.build(config.page_size, shard_bytes),
-                    admission: policy(i),
-                })
-            })
-            .collect();
+        let mut shards = fallible::with_capacity(config.shards)?;
+        for i in 0..config.shards {
+            shards.push(Mutex::new(Shard {
+                cache: config.cache.build(config.page_size, shard_bytes)?,
+                admission: policy(i)?,
+            }));
+        }
         Ok(Self {
             page_size: config.page_size,
             shard_bits: config.shards.trailing_zeros(),
-            shards,
+            shards: shards.into_boxed_slice(),
             state: AtomicU64::new(0),
             cache_size: AtomicU64::new(config.cache_bytes),
             counters: Counters::default(),
             period: Mutex::new(Period::default()),
-            zero_page: vec![0; config.page_size].into_boxed_slice(),
         })
     }
 
@@ -271,13 +288,39 @@ impl Sender {
 
     /// Changes the cache budget, keeping the cached pages that still fit (see
     /// [`PageCache::resize`]); each shard gets `bytes / shards`.
+    ///
+    /// All shards are locked for the change (it waits for the `send_page` calls in
+    /// progress).
+    ///
+    /// # Errors
+    /// [`ConfigError::CacheBytes`] for a budget below one page or above `isize::MAX`, and
+    /// [`ConfigError::OutOfMemory`] when the allocator refuses the memory the new size
+    /// needs (see [`PageCache::resize`]). On error the budget is unchanged: the shards
+    /// already resized are resized back (they may have dropped pages that no longer fit,
+    /// which only costs future hits). Should even that fail, those shards keep the new
+    /// budget; the cache still matches the receiver and never holds more than the larger
+    /// of the two budgets.
     pub fn resize_cache(&self, bytes: u64) -> Result<(), ConfigError> {
         check_cache_bytes(bytes, self.page_size)?;
         let per_shard = bytes / self.shards.len() as u64;
-        for shard in self.shards.iter() {
-            // A poisoned shard refuses all work anyway; resizing it is harmless.
-            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            shard.cache.resize(per_shard);
+        // A poisoned shard refuses all work anyway; resizing it is harmless. Locks are
+        // taken in index order, so concurrent resizes cannot deadlock.
+        let mut guards = fallible::with_capacity(self.shards.len())?;
+        guards.extend(
+            self.shards
+                .iter()
+                .map(|s| s.lock().unwrap_or_else(|e| e.into_inner())),
+        );
+        let mut before = fallible::with_capacity(guards.len())?;
+        before.extend(guards.iter().map(|g| g.cache.configured_bytes()));
+        for i in 0..guards.len() {
+            if let Err(e) = guards[i].cache.resize(per_shard) {
+                for (done, &old) in guards[..i].iter_mut().zip(&before) {
+                    // Best effort; see the documentation.
+                    let _ = done.cache.resize(old);
+                }
+                return Err(e);
+            }
         }
         self.cache_size.store(bytes, Relaxed);
         Ok(())
@@ -328,7 +371,8 @@ impl Sender {
                 Stage::Bulk | Stage::Iterative => {
                     let cached = shard.cache.get(key).is_some();
                     if cached || (stage == Stage::Iterative && shard.admission.admit(page, stage)) {
-                        shard.cache.insert(key, &self.zero_page, generation);
+                        // `data` is all zeros: it is the zero page.
+                        shard.cache.insert(key, data, generation);
                     }
                 }
             }

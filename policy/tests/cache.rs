@@ -26,7 +26,7 @@ fn all_kinds() -> Vec<CacheKind> {
 #[test]
 fn allocation_is_lazy_and_single() {
     for kind in all_kinds() {
-        let mut cache = kind.build(PAGE, 100 * PAGE as u64 + 7);
+        let mut cache = kind.build(PAGE, 100 * PAGE as u64 + 7).unwrap();
         assert_eq!(cache.allocated_bytes(), 0, "{kind:?}");
         assert!(cache.insert(5, &page(1), 0));
         // One allocation of every slot at once, never above the budget.
@@ -43,27 +43,28 @@ fn allocation_is_lazy_and_single() {
 #[test]
 fn direct_mapped_uses_a_power_of_two_of_slots() {
     for (pages, slots) in [(1, 1), (3, 2), (4, 4), (100, 64), (1023, 512), (1024, 1024)] {
-        let cache = DirectMappedCache::new(PAGE, pages * PAGE as u64 + PAGE as u64 - 1);
+        let cache = DirectMappedCache::new(PAGE, pages * PAGE as u64 + PAGE as u64 - 1).unwrap();
         assert_eq!(cache.capacity(), slots, "{pages} pages");
     }
     // Below one page: nothing fits, nothing is ever cached.
-    let mut cache = DirectMappedCache::new(PAGE, PAGE as u64 - 1);
+    let mut cache = DirectMappedCache::new(PAGE, PAGE as u64 - 1).unwrap();
     assert!(!cache.insert(0, &page(1), 0));
     assert_eq!((cache.capacity(), cache.allocated_bytes()), (0, 0));
 }
 
 #[test]
 fn set_associative_layout() {
-    let cache = SetAssociativeCache::new(PAGE, 100 * PAGE as u64, 8, Replacement::Frequency);
+    let cache =
+        SetAssociativeCache::new(PAGE, 100 * PAGE as u64, 8, Replacement::Frequency).unwrap();
     // 100 pages / 8 ways = 12 sets, rounded down to 8.
     assert_eq!((cache.sets(), cache.ways(), cache.capacity()), (8, 8, 64));
-    let tiny = SetAssociativeCache::new(PAGE, 3 * PAGE as u64, 8, Replacement::Lru);
+    let tiny = SetAssociativeCache::new(PAGE, 3 * PAGE as u64, 8, Replacement::Lru).unwrap();
     assert_eq!((tiny.sets(), tiny.ways()), (1, 3));
 }
 
 #[test]
 fn lru_evicts_least_recent_and_ignores_lifetime() {
-    let mut c = SetAssociativeCache::new(PAGE, 2 * PAGE as u64, 2, Replacement::Lru);
+    let mut c = SetAssociativeCache::new(PAGE, 2 * PAGE as u64, 2, Replacement::Lru).unwrap();
     assert!(c.insert(1, &page(1), 5));
     assert!(c.insert(2, &page(2), 5));
     assert!(c.hit(1, 5).is_some());
@@ -76,7 +77,7 @@ fn lru_evicts_least_recent_and_ignores_lifetime() {
 
 #[test]
 fn frequency_evicts_the_least_hit_unprotected_entry() {
-    let mut c = SetAssociativeCache::new(PAGE, 3 * PAGE as u64, 3, Replacement::Frequency);
+    let mut c = SetAssociativeCache::new(PAGE, 3 * PAGE as u64, 3, Replacement::Frequency).unwrap();
     for p in 1..=3 {
         assert!(c.insert(p, &page(p as u8), 0));
     }
@@ -98,7 +99,7 @@ fn frequency_evicts_the_least_hit_unprotected_entry() {
 
 #[test]
 fn frequency_prefers_keeping_hot_pages_over_recent_ones() {
-    let mut c = SetAssociativeCache::new(PAGE, 2 * PAGE as u64, 2, Replacement::Frequency);
+    let mut c = SetAssociativeCache::new(PAGE, 2 * PAGE as u64, 2, Replacement::Frequency).unwrap();
     assert!(c.insert(1, &page(1), 0));
     for g in 1..=4 {
         assert!(c.hit(1, g).is_some()); // 4 hits, last in generation 4
@@ -108,7 +109,7 @@ fn frequency_prefers_keeping_hot_pages_over_recent_ones() {
     assert!(c.insert(3, &page(3), 6));
     assert!(c.get(1).is_some() && c.get(2).is_none());
     // LRU would have evicted page 1.
-    let mut l = SetAssociativeCache::new(PAGE, 2 * PAGE as u64, 2, Replacement::Lifetime);
+    let mut l = SetAssociativeCache::new(PAGE, 2 * PAGE as u64, 2, Replacement::Lifetime).unwrap();
     assert!(l.insert(1, &page(1), 0));
     for g in 1..=4 {
         assert!(l.hit(1, g).is_some());
@@ -120,7 +121,7 @@ fn frequency_prefers_keeping_hot_pages_over_recent_ones() {
 
 #[test]
 fn set_associative_resize_keeps_the_most_valuable() {
-    let mut c = SetAssociativeCache::new(PAGE, 8 * PAGE as u64, 2, Replacement::Lifetime);
+    let mut c = SetAssociativeCache::new(PAGE, 8 * PAGE as u64, 2, Replacement::Lifetime).unwrap();
     for p in 0..8u64 {
         assert!(c.insert(p, &page(p as u8 + 1), 0));
     }
@@ -128,19 +129,19 @@ fn set_associative_resize_keeps_the_most_valuable() {
     for p in (1..8u64).step_by(2) {
         assert!(c.hit(p, 1).is_some());
     }
-    c.resize(2 * PAGE as u64); // 1 set of 2: the two most recently used odd pages
+    c.resize(2 * PAGE as u64).unwrap(); // 1 set of 2: the two most recently used odd pages
     assert_eq!(c.len(), 2);
     assert_eq!(c.get(7), Some(&page(8)[..]));
     assert_eq!(c.get(5), Some(&page(6)[..]));
     assert_eq!(c.allocated_bytes(), 2 * PAGE);
-    c.resize(16 * PAGE as u64);
+    c.resize(16 * PAGE as u64).unwrap();
     assert_eq!((c.sets(), c.ways(), c.len()), (8, 2, 2));
     assert_eq!(c.get(7), Some(&page(8)[..]));
     assert_eq!(c.get(5), Some(&page(6)[..]));
-    c.resize(PAGE as u64 / 2);
+    c.resize(PAGE as u64 / 2).unwrap();
     assert_eq!((c.capacity(), c.len(), c.allocated_bytes()), (0, 0, 0));
     // The requested associativity comes back with the budget.
-    c.resize(8 * PAGE as u64);
+    c.resize(8 * PAGE as u64).unwrap();
     assert_eq!((c.sets(), c.ways()), (4, 2));
 }
 
@@ -174,7 +175,7 @@ proptest! {
         ops in prop::collection::vec(cache_op(), 1..120),
     ) {
         for kind in all_kinds() {
-            let mut cache = kind.build(PAGE, bytes);
+            let mut cache = kind.build(PAGE, bytes).unwrap();
             let mut budget = bytes;
             let mut model = std::collections::HashMap::new();
             let mut generation = 0;
@@ -196,7 +197,7 @@ proptest! {
                         cache.remove(p);
                     }
                     CacheOp::Resize(b) => {
-                        cache.resize(b);
+                        cache.resize(b).unwrap();
                         budget = b;
                     }
                     CacheOp::NextGeneration => generation += 1,
@@ -219,8 +220,8 @@ proptest! {
         pages in 1..20u64,
         ops in prop::collection::vec(cache_op(), 1..200),
     ) {
-        let mut direct = DirectMappedCache::new(PAGE, pages * PAGE as u64);
-        let mut assoc = SetAssociativeCache::new(PAGE, pages * PAGE as u64, 1, Replacement::Lifetime);
+        let mut direct = DirectMappedCache::new(PAGE, pages * PAGE as u64).unwrap();
+        let mut assoc = SetAssociativeCache::new(PAGE, pages * PAGE as u64, 1, Replacement::Lifetime).unwrap();
         let mut generation = 0;
         for op in &ops {
             match *op {

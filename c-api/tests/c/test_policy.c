@@ -80,6 +80,117 @@ static void config_errors(void) {
           "peek(NULL)");
 }
 
+/* Sizes no machine can provide or no address can hold: an error code, never a crash (a
+ * failed allocation in Rust aborts the process, which no panic boundary catches). */
+#define HUGE_CACHE ((uint64_t)1 << 60) /* beyond any address space */
+static void huge_sizes(void) {
+    xbzrle_sender_config c, bad;
+    xbzrle_sender *s = NULL;
+    xbzrle_receiver *r = NULL;
+    xbzrle_sender_stats before, after;
+    xbzrle_sent sent;
+    uint8_t page[PAGE];
+    uint8_t *out;
+    size_t cap;
+    int kind, shards;
+    const char *text;
+
+    text = xbzrle_strerror(XBZRLE_ERR_NO_MEMORY);
+    CHECK(text != NULL && strcmp(text, xbzrle_strerror(XBZRLE_ERR_INVALID_ARGUMENT)) != 0 &&
+              strcmp(text, xbzrle_strerror(12345)) != 0,
+          "NO_MEMORY has its own description");
+
+#define EXPECT(status, field, value)                                                       \
+    do {                                                                                   \
+        bad = c;                                                                           \
+        bad.field = value;                                                                 \
+        s = (xbzrle_sender *)&c;                                                           \
+        CHECK(xbzrle_sender_new(&bad, &s) == (status) && s == NULL,                        \
+              "config " #field " = " #value " (kind %d, shards %zu): not " #status,         \
+              (int)c.cache_kind, c.shards);                                                \
+    } while (0)
+    for (kind = 0; kind < 2; kind++) {
+        for (shards = 1; shards <= 4; shards *= 4) {
+            xbzrle_sender_config_default(&c);
+            c.cache_kind = (uint32_t)kind; /* direct-mapped, then 16-way set-associative */
+            c.shards = (size_t)shards;
+            /* Valid but impossible: no memory. */
+            EXPECT(XBZRLE_ERR_NO_MEMORY, cache_bytes, HUGE_CACHE);
+            EXPECT(XBZRLE_ERR_NO_MEMORY, cache_bytes, (uint64_t)PTRDIFF_MAX);
+            /* Not representable as an allocation: invalid. */
+            EXPECT(XBZRLE_ERR_INVALID_ARGUMENT, cache_bytes, (uint64_t)PTRDIFF_MAX + 1);
+            EXPECT(XBZRLE_ERR_INVALID_ARGUMENT, cache_bytes, UINT64_MAX);
+            /* Huge pages: invalid above UINT32_MAX; 4 GiB pages with a 2^60 cache: no
+             * memory. */
+            EXPECT(XBZRLE_ERR_INVALID_ARGUMENT, page_size, SIZE_MAX);
+            bad = c;
+            bad.page_size = UINT32_MAX;
+            bad.cache_bytes = HUGE_CACHE;
+            s = (xbzrle_sender *)&c;
+            CHECK(xbzrle_sender_new(&bad, &s) == XBZRLE_ERR_NO_MEMORY && s == NULL,
+                  "4 GiB pages, 2^60 cache (kind %d)", kind);
+            /* Shard counts. */
+            EXPECT(XBZRLE_ERR_INVALID_ARGUMENT, shards, SIZE_MAX);
+            EXPECT(XBZRLE_ERR_INVALID_ARGUMENT, shards, (SIZE_MAX >> 1) + 1);
+            EXPECT(XBZRLE_ERR_INVALID_ARGUMENT, shards, (size_t)1 << 17);
+            /* Frequency counters. */
+            c.admission = XBZRLE_ADMIT_FREQUENCY;
+            EXPECT(XBZRLE_ERR_INVALID_ARGUMENT, admission_counters, SIZE_MAX);
+            EXPECT(XBZRLE_ERR_INVALID_ARGUMENT, admission_counters, (size_t)PTRDIFF_MAX + 1);
+#if SIZE_MAX > 0xffffffffu
+            EXPECT(XBZRLE_ERR_NO_MEMORY, admission_counters, (size_t)1 << 60);
+            EXPECT(XBZRLE_ERR_NO_MEMORY, admission_counters, (size_t)PTRDIFF_MAX);
+#endif
+        }
+    }
+#undef EXPECT
+
+    /* The receiver allocates nothing per page: the largest page size is fine. */
+    r = (xbzrle_receiver *)&c;
+    CHECK(xbzrle_receiver_new(SIZE_MAX, &r) == XBZRLE_ERR_INVALID_ARGUMENT && r == NULL,
+          "rx page SIZE_MAX");
+    r = (xbzrle_receiver *)&c;
+    CHECK(xbzrle_receiver_new((size_t)UINT32_MAX + 1, &r) == XBZRLE_ERR_INVALID_ARGUMENT &&
+              r == NULL,
+          "rx page UINT32_MAX + 1");
+    CHECK(xbzrle_receiver_new(UINT32_MAX, &r) == XBZRLE_OK && r != NULL, "rx page UINT32_MAX");
+    xbzrle_receiver_free(r);
+
+    /* Resize to huge: an error, and the cache keeps its budget and its pages. */
+    xbzrle_sender_config_default(&c);
+    c.cache_bytes = 16 * PAGE;
+    CHECK(xbzrle_sender_new(&c, &s) == XBZRLE_OK && s != NULL, "sender_new");
+    cap = xbzrle_sender_max_record_len(s);
+    out = xmalloc(cap);
+    fill_random(page, PAGE);
+    xbzrle_sender_start_pass(s);
+    xbzrle_sender_start_pass(s);
+    CHECK(xbzrle_sender_save_page(s, 3, page, PAGE, out, cap, &sent) == XBZRLE_OK &&
+              sent.raw_reason == XBZRLE_RAW_MISS,
+          "miss inserts");
+    CHECK(xbzrle_sender_get_stats(s, &before) == XBZRLE_OK && before.cache_pages == 1 &&
+              before.cache_allocated_bytes == 16 * PAGE,
+          "cache allocated at the first insertion");
+    CHECK(xbzrle_sender_resize_cache(s, HUGE_CACHE) == XBZRLE_ERR_NO_MEMORY, "resize 2^60");
+    CHECK(xbzrle_sender_resize_cache(s, (uint64_t)PTRDIFF_MAX) == XBZRLE_ERR_NO_MEMORY,
+          "resize PTRDIFF_MAX");
+    CHECK(xbzrle_sender_resize_cache(s, UINT64_MAX) == XBZRLE_ERR_INVALID_ARGUMENT,
+          "resize UINT64_MAX");
+    CHECK(xbzrle_sender_get_stats(s, &after) == XBZRLE_OK &&
+              after.cache_size == before.cache_size &&
+              after.cache_capacity == before.cache_capacity && after.cache_pages == 1 &&
+              after.cache_allocated_bytes == before.cache_allocated_bytes,
+          "failed resize changed the cache: size %llu capacity %zu pages %zu",
+          (unsigned long long)after.cache_size, after.cache_capacity, after.cache_pages);
+    page[100] ^= 0x5a;
+    CHECK(xbzrle_sender_save_page(s, 3, page, PAGE, out, cap, &sent) == XBZRLE_OK &&
+              sent.action == XBZRLE_ACTION_XBZRLE,
+          "still cached after the failed resize: action %d", sent.action);
+    CHECK(xbzrle_sender_resize_cache(s, 64 * PAGE) == XBZRLE_OK, "resize that fits");
+    free(out);
+    xbzrle_sender_free(s);
+}
+
 /* QEMU's decisions on a 4-page direct-mapped cache, with records checked byte by byte
  * against the wire layout (flag, big-endian page number, body). */
 static void decisions(void) {
@@ -472,6 +583,7 @@ static void threaded_migration(void) {
 int main(void) {
     xbzrle_sender_config c;
     config_errors();
+    huge_sizes();
     decisions();
 
     xbzrle_sender_config_default(&c);

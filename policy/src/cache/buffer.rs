@@ -1,6 +1,15 @@
 //! One lazily made allocation holding every page slot of a cache.
 
+use crate::config::ConfigError;
+use crate::fallible;
+
 /// Page slots `0..slots`, each `page_size` bytes, in one `Vec` made on first write.
+///
+/// The size `slots * page_size` is checked when the buffer is made or re-laid out, and
+/// the allocator is asked then whether it could provide it ([`fallible::probe`]: reserved
+/// and released without being written, so no memory is committed). The zeroed allocation
+/// itself is made at the first write; if the allocator refuses it then, the write is
+/// refused (the caller does not cache the page) instead of aborting.
 #[derive(Debug)]
 pub(super) struct PageBuffer {
     page_size: usize,
@@ -10,14 +19,47 @@ pub(super) struct PageBuffer {
 
 const NO_MOVE: usize = usize::MAX;
 
+/// Bytes of `slots` pages of `page_size` bytes, if that is a possible allocation size.
+fn span_bytes(page_size: usize, slots: usize) -> Result<usize, ConfigError> {
+    slots
+        .checked_mul(page_size)
+        .filter(|&b| isize::try_from(b).is_ok())
+        .ok_or(ConfigError::OutOfMemory { bytes: u64::MAX })
+}
+
+/// Everything a re-layout allocates, made before the cache changes anything, so that a
+/// failed allocation leaves the cache as it was.
+#[derive(Debug)]
+pub(super) enum Relayout {
+    /// The buffer is not allocated: only the slot count changes.
+    Unallocated { slots: usize },
+    /// The slot count goes to 0: the buffer is released.
+    Release,
+    /// Fewer slots: pages move in place with a one-page scratch, then the tail is released.
+    Shrink {
+        slots: usize,
+        dst_of: Vec<usize>,
+        carried: Vec<u8>,
+    },
+    /// More slots: a new zeroed buffer (committed only where written) receives the kept
+    /// pages, then the old one is released.
+    Grow { slots: usize, data: Vec<u8> },
+}
+
 impl PageBuffer {
-    pub(super) fn new(page_size: usize, slots: usize) -> Self {
+    /// An unallocated buffer of `slots` pages. Fails if `slots * page_size` is not a
+    /// possible allocation size or the allocator could not provide it now.
+    ///
+    /// # Panics
+    /// If `page_size` is 0 (the caches check it first).
+    pub(super) fn new(page_size: usize, slots: usize) -> Result<Self, ConfigError> {
         assert!(page_size > 0, "page size must not be 0");
-        Self {
+        fallible::probe(span_bytes(page_size, slots)?)?;
+        Ok(Self {
             page_size,
             slots,
             data: Vec::new(),
-        }
+        })
     }
 
     pub(super) fn page_size(&self) -> usize {
@@ -34,59 +76,117 @@ impl PageBuffer {
         &self.data[slot * self.page_size..][..self.page_size]
     }
 
-    /// Slot contents for writing; allocates the buffer on first use.
-    pub(super) fn page_mut(&mut self, slot: usize) -> &mut [u8] {
+    /// Makes the zeroed allocation of every slot if it is not made yet. `false` when that
+    /// allocation fails or there is no slot (QEMU's `cache_insert` likewise fails when
+    /// `g_try_malloc` does, and the page is sent raw).
+    pub(super) fn allocate(&mut self) -> bool {
         if self.data.is_empty() {
-            // `vec![0; n]` uses a zeroed allocation: the OS commits pages only when written.
-            self.data = vec![0; self.slots * self.page_size];
+            if self.slots == 0 {
+                return false;
+            }
+            // `slots * page_size` was checked when the slot count was set. Zeroed
+            // (`calloc`): the OS commits pages only when written.
+            match span_bytes(self.page_size, self.slots).and_then(fallible::zeroed) {
+                Ok(data) => self.data = data,
+                Err(_) => return false,
+            }
         }
-        &mut self.data[slot * self.page_size..][..self.page_size]
+        true
     }
 
-    /// Changes the slot count to `new_slots` and moves page `src` to `dst` for every
-    /// `(src, dst)` in `moves` (destinations distinct, all below `new_slots`; sources below
-    /// the old count). Slots not named as a destination hold unspecified bytes afterwards.
-    /// Works in place with one page of scratch, so the page data held never exceeds
-    /// `max(old, new)` slots plus one page.
-    pub(super) fn relayout(&mut self, new_slots: usize, moves: &[(usize, usize)]) {
-        if self.data.is_empty() {
-            self.slots = new_slots;
-            return;
+    /// Slot contents for writing; allocates the buffer on first use (`None` if that fails,
+    /// see [`Self::allocate`]).
+    pub(super) fn page_mut(&mut self, slot: usize) -> Option<&mut [u8]> {
+        if !self.allocate() {
+            return None;
         }
+        self.data
+            .get_mut(slot * self.page_size..)?
+            .get_mut(..self.page_size)
+    }
+
+    /// Allocates what [`Self::relayout`] to `new_slots` slots needs, changing nothing.
+    pub(super) fn prepare(&self, new_slots: usize) -> Result<Relayout, ConfigError> {
+        let bytes = span_bytes(self.page_size, new_slots)?;
+        Ok(if self.data.is_empty() {
+            fallible::probe(bytes)?;
+            Relayout::Unallocated { slots: new_slots }
+        } else if new_slots == 0 {
+            Relayout::Release
+        } else if new_slots <= self.slots {
+            Relayout::Shrink {
+                slots: new_slots,
+                dst_of: fallible::filled(self.slots, NO_MOVE)?,
+                carried: fallible::filled(self.page_size, 0)?,
+            }
+        } else {
+            Relayout::Grow {
+                slots: new_slots,
+                data: fallible::zeroed(bytes)?,
+            }
+        })
+    }
+
+    /// Changes the slot count as prepared and moves page `src` to `dst` for every
+    /// `(src, dst)` in `moves` (destinations distinct, all below the new count; sources
+    /// below the old count). Slots not named as a destination hold unspecified bytes
+    /// afterwards.
+    ///
+    /// Page data held: shrinking works in place with one page of scratch (at most the old
+    /// buffer plus one page); growing copies the kept pages into the new zeroed buffer, so
+    /// until the old one is released the memory committed is the old buffer plus the kept
+    /// pages, each at most the old slot count.
+    pub(super) fn relayout(&mut self, plan: Relayout, moves: &[(usize, usize)]) {
         let page_size = self.page_size;
-        if new_slots > self.slots {
-            self.data.resize(new_slots * page_size, 0);
-        }
-        let span = self.slots.max(new_slots);
-        let mut dst_of = vec![NO_MOVE; span];
-        for &(src, dst) in moves {
-            if src != dst {
-                dst_of[src] = dst;
+        match plan {
+            Relayout::Unallocated { slots } => self.slots = slots,
+            Relayout::Release => {
+                self.data = Vec::new();
+                self.slots = 0;
             }
-        }
-        let mut carried = vec![0; page_size];
-        for src in 0..span {
-            let mut dst = core::mem::replace(&mut dst_of[src], NO_MOVE);
-            if dst == NO_MOVE {
-                continue;
-            }
-            carried.copy_from_slice(&self.data[src * page_size..][..page_size]);
-            loop {
-                let slot = &mut self.data[dst * page_size..][..page_size];
-                let next = core::mem::replace(&mut dst_of[dst], NO_MOVE);
-                if next == NO_MOVE {
-                    slot.copy_from_slice(&carried);
-                    break;
+            Relayout::Grow { slots, mut data } => {
+                for &(src, dst) in moves {
+                    data[dst * page_size..][..page_size]
+                        .copy_from_slice(&self.data[src * page_size..][..page_size]);
                 }
-                // `dst` still holds a page bound elsewhere: swap it out and carry it on.
-                carried.swap_with_slice(slot);
-                dst = next;
+                self.data = data;
+                self.slots = slots;
+            }
+            Relayout::Shrink {
+                slots,
+                mut dst_of,
+                mut carried,
+            } => {
+                for &(src, dst) in moves {
+                    if src != dst {
+                        dst_of[src] = dst;
+                    }
+                }
+                for src in 0..self.slots {
+                    let mut dst = core::mem::replace(&mut dst_of[src], NO_MOVE);
+                    if dst == NO_MOVE {
+                        continue;
+                    }
+                    carried.copy_from_slice(&self.data[src * page_size..][..page_size]);
+                    loop {
+                        let slot = &mut self.data[dst * page_size..][..page_size];
+                        let next = core::mem::replace(&mut dst_of[dst], NO_MOVE);
+                        if next == NO_MOVE {
+                            slot.copy_from_slice(&carried);
+                            break;
+                        }
+                        // `dst` still holds a page bound elsewhere: swap it out and carry
+                        // it on.
+                        carried.swap_with_slice(slot);
+                        dst = next;
+                    }
+                }
+                // Shrinking an allocation in place does not fail in practice (glibc
+                // `realloc` to a smaller size splits the chunk or `mremap`s it).
+                self.data.truncate(slots * page_size);
+                self.data.shrink_to_fit();
+                self.slots = slots;
             }
         }
-        if new_slots < self.slots {
-            self.data.truncate(new_slots * page_size);
-            self.data.shrink_to_fit();
-        }
-        self.slots = new_slots;
     }
 }

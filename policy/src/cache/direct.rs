@@ -2,6 +2,8 @@
 
 use super::buffer::PageBuffer;
 use super::{CACHED_PAGE_LIFETIME, PageCache, pages_in, pow2_floor};
+use crate::config::{ConfigError, check_page_size};
+use crate::fallible;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Entry {
@@ -22,22 +24,31 @@ pub struct DirectMappedCache {
 }
 
 impl DirectMappedCache {
-    /// An empty cache for pages of `page_size` bytes with a budget of `bytes`.
+    /// An empty cache for pages of `page_size` bytes with a budget of `bytes` (below one
+    /// page: a cache that holds nothing).
     ///
-    /// # Panics
-    /// If `page_size` is 0.
-    pub fn new(page_size: usize, bytes: u64) -> Self {
+    /// The metadata (24 bytes per slot) is allocated and initialised now; the page data is
+    /// only reserved and released (to find out whether the allocator could provide it,
+    /// without committing memory) and allocated, zeroed, at the first insertion.
+    ///
+    /// # Errors
+    /// [`ConfigError::PageSize`] for a page size of 0 or above `u32::MAX`;
+    /// [`ConfigError::OutOfMemory`] when the metadata or the page-data reservation cannot
+    /// be allocated (the page data is tried first, so an impossible budget never commits
+    /// its metadata).
+    pub fn new(page_size: usize, bytes: u64) -> Result<Self, ConfigError> {
+        check_page_size(page_size)?;
         let slots = Self::slots_for(bytes, page_size);
-        Self {
+        let pages = PageBuffer::new(page_size, slots)?;
+        Ok(Self {
             configured: bytes,
-            entries: vec![Entry::default(); slots],
-            pages: PageBuffer::new(page_size, slots),
+            entries: fallible::filled(slots, Entry::default())?,
+            pages,
             len: 0,
-        }
+        })
     }
 
     fn slots_for(bytes: u64, page_size: usize) -> usize {
-        assert!(page_size > 0, "page size must not be 0");
         pow2_floor(pages_in(bytes, page_size)) as usize
     }
 
@@ -85,7 +96,8 @@ impl PageCache for DirectMappedCache {
     fn hit(&mut self, page: u64, generation: u64) -> Option<&mut [u8]> {
         let slot = self.find(page)?;
         self.entries[slot].age = generation;
-        Some(self.pages.page_mut(slot))
+        // A valid entry implies the buffer is allocated, so this is always `Some`.
+        self.pages.page_mut(slot)
     }
 
     fn insert(&mut self, page: u64, data: &[u8], generation: u64) -> bool {
@@ -104,7 +116,11 @@ impl PageCache for DirectMappedCache {
         {
             return false;
         }
-        self.pages.page_mut(slot).copy_from_slice(data);
+        let Some(copy) = self.pages.page_mut(slot) else {
+            // The page data could not be allocated: not cached, the page goes raw.
+            return false;
+        };
+        copy.copy_from_slice(data);
         if !entry.valid {
             self.len += 1;
         }
@@ -125,37 +141,44 @@ impl PageCache for DirectMappedCache {
         true
     }
 
-    fn resize(&mut self, bytes: u64) {
-        self.configured = bytes;
+    fn resize(&mut self, bytes: u64) -> Result<(), ConfigError> {
         let new_slots = Self::slots_for(bytes, self.page_size());
         if new_slots == self.entries.len() {
-            return;
+            self.configured = bytes;
+            return Ok(());
         }
+        // Every allocation first (page data, then metadata), so that a failure changes
+        // nothing.
+        let plan = self.pages.prepare(new_slots)?;
+        let mut entries = fallible::filled(new_slots, Entry::default())?;
+        let mut sources = fallible::filled(new_slots, usize::MAX)?;
+        let mut moves = fallible::with_capacity(self.len.min(new_slots))?;
         // Old slots in ascending order; on a collision keep the most recently used, the
         // earlier slot on a tie (QEMU's cache_resize keeps the entry already placed).
-        let mut placed: Vec<Option<(Entry, usize)>> = vec![None; new_slots];
         if new_slots != 0 {
             let mask = new_slots as u64 - 1;
             for (src, &entry) in self.entries.iter().enumerate() {
                 if !entry.valid {
                     continue;
                 }
-                let dst = &mut placed[(entry.page & mask) as usize];
-                if dst.is_none_or(|(kept, _)| kept.age < entry.age) {
-                    *dst = Some((entry, src));
+                let dst = (entry.page & mask) as usize;
+                if !entries[dst].valid || entries[dst].age < entry.age {
+                    entries[dst] = entry;
+                    sources[dst] = src;
                 }
             }
         }
-        let moves: Vec<(usize, usize)> = placed
-            .iter()
-            .enumerate()
-            .filter_map(|(dst, p)| p.map(|(_, src)| (src, dst)))
-            .collect();
-        self.pages.relayout(new_slots, &moves);
-        self.entries = placed
-            .into_iter()
-            .map(|p| p.map_or_else(Entry::default, |(e, _)| e))
-            .collect();
+        moves.extend(
+            sources
+                .iter()
+                .enumerate()
+                .filter(|&(_, &src)| src != usize::MAX)
+                .map(|(dst, &src)| (src, dst)),
+        );
+        self.pages.relayout(plan, &moves);
+        self.entries = entries;
         self.len = moves.len();
+        self.configured = bytes;
+        Ok(())
     }
 }

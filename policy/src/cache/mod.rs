@@ -6,10 +6,28 @@
 //! system commits memory only for the slots actually written. The page data never
 //! exceeds the configured budget ([`PageCache::allocated_bytes`] `<=`
 //! [`PageCache::configured_bytes`]); metadata (24 to 32 bytes per slot) is extra, as in QEMU.
+//!
+//! # Allocation failure
+//! Nothing here aborts or panics on a size. Construction and [`PageCache::resize`] allocate
+//! the metadata with fallible allocations and check that the page data could be allocated
+//! (reserved and released at once, never written, so nothing is committed), returning
+//! [`ConfigError::OutOfMemory`] otherwise. When the page data is then allocated at the first
+//! insertion and the allocator refuses it after all, the insertion returns `false` (the
+//! page is not cached and goes raw, as in QEMU when `g_try_malloc` fails in
+//! `cache_insert`); later insertions try again.
+//!
+//! Remaining limits: safe Rust has no fallible *zeroed* allocation, so the zeroed
+//! allocation is made right after a successful fallible reservation of the same size; only
+//! if another thread takes that memory in between can it still fail, and that aborts. And
+//! with the operating system's overcommit (Linux's default), an allocation that succeeds
+//! may still find no RAM when its pages are first written; no allocator API can report that
+//! (the kernel's OOM killer acts instead), and it concerns only pages actually written.
 
 mod buffer;
 mod direct;
 mod set_assoc;
+
+use crate::config::ConfigError;
 
 pub use direct::DirectMappedCache;
 pub use set_assoc::SetAssociativeCache;
@@ -49,7 +67,8 @@ pub trait PageCache: Send {
     /// Stores `data` (exactly one page) as the copy of `page` with age `generation`,
     /// overwriting an existing copy of the same page. Returns `false`, changing nothing,
     /// when the replacement rule refuses (every candidate slot holds another page that
-    /// is protected) or the capacity is 0.
+    /// is protected), the capacity is 0, or the page data (allocated at the first
+    /// insertion) cannot be allocated.
     ///
     /// # Panics
     /// If `data.len() != self.page_size()`.
@@ -58,9 +77,23 @@ pub trait PageCache: Send {
     fn remove(&mut self, page: u64) -> bool;
     /// Changes the budget to `bytes`, keeping the cached pages that still fit (on a
     /// conflict, the one the replacement rule values most; for the direct-mapped cache the
-    /// most recently used, like QEMU). Pages are moved inside the single allocation, so at
-    /// most one extra page is held during the move.
-    fn resize(&mut self, bytes: u64);
+    /// most recently used, like QEMU).
+    ///
+    /// Page data held during the call: when the capacity shrinks, pages move inside the
+    /// single allocation with one page of scratch. When it grows and page data is already
+    /// allocated, a new zeroed allocation (committed only where written) receives the kept
+    /// pages before the old one is released, so the committed page data peaks at the old
+    /// allocation plus the kept pages, at most twice the old allocation: within the new
+    /// budget whenever the capacity at least doubles, which is always the case for the
+    /// direct-mapped cache and for a set-associative cache that held at least `ways` pages
+    /// (both have a power-of-two number of sets). After the call the new budget holds.
+    ///
+    /// # Errors
+    /// [`ConfigError::OutOfMemory`] when the new metadata, the new page data (or its
+    /// reservation, if not allocated yet) or the scratch space cannot be allocated. Every
+    /// allocation is made before anything changes, so on error the cache is exactly as it
+    /// was, its budget included.
+    fn resize(&mut self, bytes: u64) -> Result<(), ConfigError>;
 }
 
 /// The victim choice of a [`SetAssociativeCache`] when its set is full.
@@ -96,18 +129,19 @@ pub enum CacheKind {
 impl CacheKind {
     /// Builds an empty cache of this kind.
     ///
-    /// # Panics
-    /// If `page_size` is 0 or `ways` is 0.
-    pub fn build(self, page_size: usize, bytes: u64) -> Box<dyn PageCache> {
-        match self {
-            Self::DirectMapped => Box::new(DirectMappedCache::new(page_size, bytes)),
+    /// # Errors
+    /// As [`DirectMappedCache::new`] and [`SetAssociativeCache::new`]: a page size of 0 or
+    /// above `u32::MAX`, 0 ways, or [`ConfigError::OutOfMemory`].
+    pub fn build(self, page_size: usize, bytes: u64) -> Result<Box<dyn PageCache>, ConfigError> {
+        Ok(match self {
+            Self::DirectMapped => Box::new(DirectMappedCache::new(page_size, bytes)?),
             Self::SetAssociative { ways, replacement } => Box::new(SetAssociativeCache::new(
                 page_size,
                 bytes,
                 ways,
                 replacement,
-            )),
-        }
+            )?),
+        })
     }
 }
 

@@ -2,6 +2,8 @@
 
 use super::buffer::PageBuffer;
 use super::{CACHED_PAGE_LIFETIME, PageCache, Replacement, pages_in, pow2_floor};
+use crate::config::{ConfigError, check_page_size};
+use crate::fallible;
 
 /// Hit counts saturate here; halving per idle generation brings them back down quickly.
 const MAX_HITS: u8 = 15;
@@ -39,23 +41,38 @@ impl SetAssociativeCache {
     /// An empty cache for pages of `page_size` bytes, a budget of `bytes`, `ways` entries
     /// per set (fewer if the budget holds fewer pages) and the given victim choice.
     ///
-    /// # Panics
-    /// If `page_size` or `ways` is 0.
-    pub fn new(page_size: usize, bytes: u64, ways: usize, replacement: Replacement) -> Self {
-        assert!(ways > 0, "a set-associative cache needs at least one way");
+    /// The metadata (32 bytes per entry) is allocated and initialised now; the page data
+    /// is only reserved and released (to find out whether the allocator could provide it,
+    /// without committing memory) and allocated, zeroed, at the first insertion.
+    ///
+    /// # Errors
+    /// [`ConfigError::PageSize`] for a page size of 0 or above `u32::MAX`;
+    /// [`ConfigError::Ways`] for 0 ways; [`ConfigError::OutOfMemory`] when the metadata or
+    /// the page-data reservation cannot be allocated (the page data is tried first).
+    pub fn new(
+        page_size: usize,
+        bytes: u64,
+        ways: usize,
+        replacement: Replacement,
+    ) -> Result<Self, ConfigError> {
+        check_page_size(page_size)?;
+        if ways == 0 {
+            return Err(ConfigError::Ways(ways));
+        }
         let (sets, eff_ways) = Self::layout(bytes, page_size, ways);
-        Self {
+        let pages = PageBuffer::new(page_size, sets * eff_ways)?;
+        Ok(Self {
             configured: bytes,
             requested_ways: ways,
             ways: eff_ways,
             sets,
             replacement,
-            entries: vec![Entry::default(); sets * eff_ways],
-            pages: PageBuffer::new(page_size, sets * eff_ways),
+            entries: fallible::filled(sets * eff_ways, Entry::default())?,
+            pages,
             len: 0,
             uses: 0,
             generation: 0,
-        }
+        })
     }
 
     /// Entries per set actually used (the configured ways, or fewer for a tiny budget).
@@ -74,14 +91,13 @@ impl SetAssociativeCache {
     }
 
     fn layout(bytes: u64, page_size: usize, ways: usize) -> (usize, usize) {
-        assert!(page_size > 0, "page size must not be 0");
         let pages = pages_in(bytes, page_size);
         let ways = (ways as u64).min(pages);
         if ways == 0 {
             return (0, 0);
         }
         let sets = pow2_floor(pages / ways);
-        // sets * ways <= pages <= bytes, which the caller can allocate.
+        // sets * ways <= pages <= usize::MAX: the product does not overflow.
         (sets as usize, ways as usize)
     }
 
@@ -173,7 +189,8 @@ impl PageCache for SetAssociativeCache {
     fn hit(&mut self, page: u64, generation: u64) -> Option<&mut [u8]> {
         let slot = self.find(page)?;
         self.touch(slot, generation, true);
-        Some(self.pages.page_mut(slot))
+        // A valid entry implies the buffer is allocated, so this is always `Some`.
+        self.pages.page_mut(slot)
     }
 
     fn insert(&mut self, page: u64, data: &[u8], generation: u64) -> bool {
@@ -195,6 +212,10 @@ impl PageCache for SetAssociativeCache {
                 let Some(slot) = self.victim(set, generation) else {
                     return false;
                 };
+                if !self.pages.allocate() {
+                    // The page data could not be allocated: not cached, the page goes raw.
+                    return false;
+                }
                 if !self.entries[slot].valid {
                     self.len += 1;
                 }
@@ -207,7 +228,10 @@ impl PageCache for SetAssociativeCache {
                 slot
             }
         };
-        self.pages.page_mut(slot).copy_from_slice(data);
+        // Allocated: a valid entry exists or `allocate` succeeded above.
+        if let Some(copy) = self.pages.page_mut(slot) {
+            copy.copy_from_slice(data);
+        }
         true
     }
 
@@ -220,15 +244,21 @@ impl PageCache for SetAssociativeCache {
         true
     }
 
-    fn resize(&mut self, bytes: u64) {
-        self.configured = bytes;
+    fn resize(&mut self, bytes: u64) -> Result<(), ConfigError> {
         let (sets, ways) = Self::layout(bytes, self.page_size(), self.requested_ways);
         if sets == self.sets && ways == self.ways {
-            return;
+            self.configured = bytes;
+            return Ok(());
         }
+        // Every allocation first (page data, then metadata), so that a failure changes
+        // nothing.
+        let plan = self.pages.prepare(sets * ways)?;
+        let mut entries = fallible::filled(sets * ways, Entry::default())?;
+        let mut filled = fallible::filled(sets, 0usize)?;
+        let mut survivors: Vec<(usize, (u64, u64), usize)> = fallible::with_capacity(self.len)?;
+        let mut moves = fallible::with_capacity(self.len.min(sets * ways))?;
         let generation = self.generation;
         // (new set, keep key, old slot) for every cached page; best first within a set.
-        let mut survivors: Vec<(usize, (u64, u64), usize)> = Vec::new();
         if sets != 0 {
             let mask = sets as u64 - 1;
             for (src, entry) in self.entries.iter().enumerate().filter(|(_, e)| e.valid) {
@@ -237,9 +267,6 @@ impl PageCache for SetAssociativeCache {
             }
         }
         survivors.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        let mut entries = vec![Entry::default(); sets * ways];
-        let mut moves = Vec::new();
-        let mut filled = vec![0usize; sets];
         for (set, _, src) in survivors {
             if filled[set] < ways {
                 let dst = set * ways + filled[set];
@@ -248,10 +275,12 @@ impl PageCache for SetAssociativeCache {
                 moves.push((src, dst));
             }
         }
-        self.pages.relayout(sets * ways, &moves);
+        self.pages.relayout(plan, &moves);
         self.entries = entries;
         self.sets = sets;
         self.ways = ways;
         self.len = moves.len();
+        self.configured = bytes;
+        Ok(())
     }
 }

@@ -1,0 +1,189 @@
+//! What happens when the allocator refuses memory at run time, simulated by a global
+//! allocator that fails large requests on the thread that asks it to. (The library itself
+//! has no `unsafe`; implementing `GlobalAlloc` for this test needs it.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use xbzrle_policy::{
+    Admission, CacheKind, ConfigError, Outcome, PageCache, RawReason, Receiver, Replacement,
+    Sender, SenderConfig,
+};
+
+thread_local! {
+    /// Requests of at least this many bytes fail on this thread.
+    static LIMIT: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn refused(size: usize) -> bool {
+    size >= LIMIT.try_with(Cell::get).unwrap_or(usize::MAX)
+}
+
+struct Limited;
+
+// SAFETY: every method forwards to `System` unchanged, or returns null (a valid "refused"
+// answer for all four methods).
+unsafe impl GlobalAlloc for Limited {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if refused(layout.size()) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if refused(layout.size()) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if refused(new_size) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Limited = Limited;
+
+/// Runs `body` with allocations of `limit` bytes or more failing on this thread.
+fn with_limit<T>(limit: usize, body: impl FnOnce() -> T) -> T {
+    LIMIT.with(|l| l.set(limit));
+    let result = body();
+    LIMIT.with(|l| l.set(usize::MAX));
+    result
+}
+
+const PAGE: usize = 4096;
+/// 64 pages: the page data is one 256 KiB allocation, the metadata 2 KiB at most.
+const CACHE: u64 = 64 * PAGE as u64;
+const REFUSE_PAGE_DATA: usize = 128 * 1024;
+
+fn kinds() -> [CacheKind; 2] {
+    [
+        CacheKind::DirectMapped,
+        CacheKind::SetAssociative {
+            ways: 4,
+            replacement: Replacement::Frequency,
+        },
+    ]
+}
+
+#[test]
+fn construction_and_resize_report_out_of_memory() {
+    for cache in kinds() {
+        let config = SenderConfig {
+            page_size: PAGE,
+            cache_bytes: CACHE,
+            cache,
+            ..SenderConfig::default()
+        };
+        // The page data is reserved (and released) at construction: refused → error.
+        let err = with_limit(REFUSE_PAGE_DATA, || Sender::new(config.clone())).unwrap_err();
+        assert_eq!(err, ConfigError::OutOfMemory { bytes: CACHE });
+        let err = with_limit(1024, || cache.build(PAGE, CACHE).map(drop)).unwrap_err();
+        assert!(matches!(err, ConfigError::OutOfMemory { .. }), "{err:?}");
+        // Frequency counters.
+        let frequency = SenderConfig {
+            admission: Admission::Frequency {
+                min_passes: 2,
+                counters: 1 << 20,
+            },
+            ..config.clone()
+        };
+        let err = with_limit(1 << 19, || Sender::new(frequency)).unwrap_err();
+        assert_eq!(err, ConfigError::OutOfMemory { bytes: 1 << 20 });
+
+        // Resize: growing an allocated cache needs a new buffer; refused → unchanged.
+        let sender = Sender::new(config).unwrap();
+        sender.start_pass();
+        sender.start_pass();
+        let mut out = vec![0; sender.max_record_len()];
+        sender.send_page(3, &[9; PAGE], &mut out).unwrap();
+        assert!(sender.cached_page(3).is_some());
+        let err = with_limit(CACHE as usize + 1, || sender.resize_cache(4 * CACHE)).unwrap_err();
+        assert!(matches!(err, ConfigError::OutOfMemory { .. }), "{err:?}");
+        let stats = sender.stats();
+        assert_eq!(stats.xbzrle_cache.cache_size, CACHE);
+        assert_eq!(stats.cache_allocated_bytes, CACHE as usize);
+        assert_eq!(sender.cached_page(3).unwrap().0, vec![9; PAGE]);
+        sender.resize_cache(4 * CACHE).unwrap();
+        assert_eq!(sender.cached_page(3).unwrap().0, vec![9; PAGE]);
+    }
+}
+
+/// The page data is allocated at the first insertion. If the allocator refuses it then,
+/// the page is simply not cached and goes raw (QEMU's `cache_insert` behaves the same when
+/// `g_try_malloc` fails); the receiver stays identical, and a later insertion retries.
+#[test]
+fn a_refused_lazy_allocation_sends_the_page_raw() {
+    for cache in kinds() {
+        let sender = Sender::new(SenderConfig {
+            page_size: PAGE,
+            cache_bytes: CACHE,
+            cache,
+            ..SenderConfig::default()
+        })
+        .unwrap();
+        let receiver = Receiver::new(PAGE).unwrap();
+        let mut guest = vec![1u8; 8 * PAGE];
+        let mut dest = vec![0u8; 8 * PAGE];
+        let mut out = vec![0; sender.max_record_len()];
+        let mut send = |guest: &[u8], dest: &mut [u8], page: usize| {
+            let sent = sender
+                .send_page(page as u64, &guest[page * PAGE..][..PAGE], &mut out)
+                .unwrap();
+            if sent.len > 0 {
+                receiver.apply_record(&out[..sent.len], dest).unwrap();
+            }
+            sent.outcome
+        };
+        for p in 0..8 {
+            assert_eq!(send(&guest, &mut dest, p), Outcome::Raw(RawReason::Bulk));
+        }
+        sender.start_pass();
+        sender.start_pass();
+        guest[2 * PAGE] = 7;
+        let outcome = with_limit(REFUSE_PAGE_DATA, || send(&guest, &mut dest, 2));
+        assert_eq!(outcome, Outcome::Raw(RawReason::Miss));
+        assert_eq!(sender.cache_allocated_bytes(), 0, "{cache:?}");
+        assert!(sender.cached_page(2).is_none());
+        // Zero pages cannot be cached either; still sent correctly.
+        guest[5 * PAGE..6 * PAGE].fill(0);
+        assert_eq!(
+            with_limit(REFUSE_PAGE_DATA, || send(&guest, &mut dest, 5)),
+            Outcome::Zero
+        );
+        assert!(sender.cached_page(5).is_none());
+        // Memory is back: the next miss inserts, the next change goes as XBZRLE.
+        guest[2 * PAGE + 1] = 8;
+        assert_eq!(send(&guest, &mut dest, 2), Outcome::Raw(RawReason::Miss));
+        assert_eq!(sender.cache_allocated_bytes(), CACHE as usize);
+        guest[2 * PAGE + 2] = 9;
+        assert_eq!(send(&guest, &mut dest, 2), Outcome::Xbzrle);
+        assert_eq!(guest, dest, "{cache:?}");
+    }
+}
+
+#[test]
+fn a_refused_lazy_allocation_fails_the_insertion_only() {
+    for cache in kinds() {
+        let mut c: Box<dyn PageCache> = cache.build(PAGE, CACHE).unwrap();
+        assert!(!with_limit(REFUSE_PAGE_DATA, || c.insert(1, &[3; PAGE], 0)));
+        assert_eq!((c.len(), c.allocated_bytes()), (0, 0));
+        assert!(c.get(1).is_none() && c.hit(1, 0).is_none());
+        assert!(c.insert(1, &[3; PAGE], 0));
+        assert_eq!(c.get(1), Some(&[3; PAGE][..]));
+    }
+}

@@ -1,3 +1,55 @@
 //! The `xbzrle` command line tool.
+//!
+//! * `xbzrle simulate`: a pre-copy live-migration model that runs the real sender, wire
+//!   records and receiver under several cache policies side by side (see [`simulate`]).
+//! * `xbzrle bench`: encode/decode speed of every kernel the CPU supports (see [`bench`](mod@bench)).
+//! * `xbzrle diff` / `xbzrle apply`: a delta file between two equal-size files (see
+//!   [`delta`]).
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod delta;
+mod simulate;
+mod units;
+
+/// XBZRLE toolkit: QEMU live-migration delta codec, cache policies and simulator.
+#[derive(Debug, Parser)]
+#[command(name = "xbzrle", version, about, propagate_version = true)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Simulate a pre-copy live migration under several cache policies side by side.
+    Simulate(simulate::SimulateArgs),
+    /// Measure encode and decode speed of every kernel this CPU supports.
+    Bench(bench::BenchArgs),
+    /// Write the delta between two files of equal size (e.g. RAM snapshots).
+    Diff(delta::DiffArgs),
+    /// Rebuild a file from its old version and a delta written by `xbzrle diff`.
+    Apply(delta::ApplyArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Simulate(args) => simulate::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Diff(args) => delta::diff(&args),
+        Command::Apply(args) => delta::apply(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xbzrle: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

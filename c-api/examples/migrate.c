@@ -6,6 +6,12 @@
  * receiving side, which applies them to its copy. After the last stage (guest stopped) both
  * copies must be identical. Prints QEMU-style xbzrle-cache statistics.
  *
+ * Like QEMU's migration/ram.c, the caller checks every dirty page for zeros itself
+ * (buffer_is_zero) and sends a zero page with xbzrle_sender_save_zero_page, and it ends the
+ * bulk stage itself when its walk over RAM wraps around for the first time
+ * (xbzrle_started): the guest keeps running during a pass, so the walk goes on from page 0
+ * with the pages written meanwhile, which are then already looked up in the cache.
+ *
  * Build:  cc -std=c99 migrate.c $(pkg-config --cflags --libs xbzrle) -o migrate
  */
 #include <stdint.h>
@@ -50,6 +56,17 @@ static void guest_runs(uint8_t *ram, uint8_t *dirty) {
     }
 }
 
+/* QEMU's buffer_is_zero. */
+static int buffer_is_zero(const uint8_t *p, size_t len) {
+    size_t i;
+    for (i = 0; i < len; i++) {
+        if (p[i] != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int fail(const char *what, xbzrle_status status) {
     fprintf(stderr, "migrate: %s: %s\n", what, xbzrle_strerror(status));
     return 1;
@@ -59,7 +76,8 @@ int main(void) {
     const size_t ram_len = (size_t)RAM_PAGES * PAGE_SIZE;
     uint8_t *src = malloc(ram_len), *dst = calloc(ram_len, 1), *dirty = malloc(RAM_PAGES);
     uint8_t *wire = NULL;
-    size_t wire_cap, wire_len, p, k;
+    size_t wire_cap, wire_len, p, k, step;
+    unsigned long long zero_pages = 0;
     xbzrle_sender_config config;
     xbzrle_sender *sender = NULL;
     xbzrle_receiver *receiver = NULL;
@@ -85,8 +103,9 @@ int main(void) {
         xbzrle_sender_free(sender);
         return fail("xbzrle_receiver_new", status);
     }
-    /* One pass's records are buffered on the wire; RAM_PAGES records always fit. */
-    wire_cap = (size_t)RAM_PAGES * xbzrle_sender_max_record_len(sender);
+    /* One pass's records are buffered on the wire; a pass walks RAM at most twice, so
+     * 2 * RAM_PAGES records always fit. */
+    wire_cap = (size_t)2 * RAM_PAGES * xbzrle_sender_max_record_len(sender);
     wire = malloc(wire_cap);
     if (!wire) {
         return 1;
@@ -103,16 +122,39 @@ int main(void) {
             break;
         }
         wire_len = 0;
-        for (p = 0; p < RAM_PAGES; p++) {
+        /* The walk over RAM: one lap, then (guest running) a second lap for the pages the
+         * guest wrote behind the walk during the first. */
+        for (step = 0; step < (last ? 1u : 2u) * RAM_PAGES && rc == 0; step++) {
             xbzrle_sent sent;
+            uint8_t *page;
+            p = step % RAM_PAGES;
+            if (step == RAM_PAGES) {
+                /* The walk wrapped around: the first complete pass over RAM is over, QEMU
+                 * sets xbzrle_started. Later calls have no effect. */
+                if ((status = xbzrle_sender_end_bulk_stage(sender)) != XBZRLE_OK) {
+                    rc = fail("xbzrle_sender_end_bulk_stage", status);
+                    break;
+                }
+            }
+            if (!last && step == RAM_PAGES / 2) {
+                guest_runs(src, dirty); /* the guest keeps running during the pass */
+            }
             if (!dirty[p]) {
                 continue;
             }
             dirty[p] = 0;
-            status = xbzrle_sender_save_page(sender, p, src + p * PAGE_SIZE, PAGE_SIZE,
-                                             wire + wire_len, wire_cap - wire_len, &sent);
+            page = src + p * PAGE_SIZE;
+            if (buffer_is_zero(page, PAGE_SIZE)) {
+                /* Zero page found by the caller: no need to pass the bytes again. */
+                status = xbzrle_sender_save_zero_page(sender, p, wire + wire_len,
+                                                      wire_cap - wire_len, &sent);
+                zero_pages++;
+            } else {
+                status = xbzrle_sender_save_page(sender, p, page, PAGE_SIZE, wire + wire_len,
+                                                 wire_cap - wire_len, &sent);
+            }
             if (status != XBZRLE_OK) {
-                rc = fail("xbzrle_sender_save_page", status);
+                rc = fail("saving a page", status);
                 break;
             }
             wire_len += sent.record_len;
@@ -131,10 +173,11 @@ int main(void) {
         }
         xbzrle_sender_get_stats(sender, &stats);
         printf("pass %2d%s: %4zu pages sent, %8zu wire bytes | xbzrle pages %llu, "
-               "cache-miss %llu, overflow %llu, encoding-rate %.1f\n",
+               "cache-miss %llu, overflow %llu, zero %llu, encoding-rate %.1f\n",
                pass, last ? " (last)" : "", sent_pages, wire_len,
                (unsigned long long)stats.xbzrle_pages, (unsigned long long)stats.cache_miss,
-               (unsigned long long)stats.overflow, stats.encoding_rate);
+               (unsigned long long)stats.overflow, (unsigned long long)stats.zero_pages,
+               stats.encoding_rate);
         if (!last) {
             guest_runs(src, dirty);
         }
@@ -146,6 +189,11 @@ int main(void) {
     }
     if (rc == 0 && stats.xbzrle_pages == 0) {
         fprintf(stderr, "migrate: no page went as XBZRLE\n");
+        rc = 1;
+    }
+    if (rc == 0 && (zero_pages == 0 || stats.zero_pages != zero_pages)) {
+        fprintf(stderr, "migrate: %llu zero pages sent, the sender counted %llu\n", zero_pages,
+                (unsigned long long)stats.zero_pages);
         rc = 1;
     }
     if (rc == 0) {

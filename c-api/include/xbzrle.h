@@ -29,6 +29,12 @@
 
 
 /**
+ * Bytes of a zero-page record (flag, page number, fill byte), whatever the page size: the
+ * output capacity `xbzrle_sender_save_zero_page` needs.
+ */
+#define XBZRLE_ZERO_RECORD_LEN 10
+
+/**
  * Result of a native (non-QEMU) entry point: `XBZRLE_OK` (0) or a negative error code.
  *
  * The values are stable: codes are only ever added, never renumbered.
@@ -131,7 +137,8 @@ typedef enum xbzrle_raw_reason {
  */
 typedef enum xbzrle_stage {
     /**
-     * The first complete pass (before the second `xbzrle_sender_start_pass`): pages go raw.
+     * The first complete pass, until `xbzrle_sender_end_bulk_stage` or else the second
+     * `xbzrle_sender_start_pass`: pages go raw.
      */
     XBZRLE_STAGE_BULK = 0,
     /**
@@ -258,7 +265,7 @@ typedef struct xbzrle_sender_config {
 } xbzrle_sender_config;
 
 /**
- * What `xbzrle_sender_save_page` did.
+ * What `xbzrle_sender_save_page` or `xbzrle_sender_save_zero_page` did.
  */
 typedef struct xbzrle_sent {
     /**
@@ -308,7 +315,8 @@ typedef struct xbzrle_sender_stats {
      */
     uint64_t overflow;
     /**
-     * Current stage.
+     * Current stage (`XBZRLE_STAGE_ITERATIVE` once `xbzrle_sender_end_bulk_stage` has
+     * been called, unless in the last stage).
      */
     enum xbzrle_stage stage;
     /**
@@ -316,11 +324,12 @@ typedef struct xbzrle_sender_stats {
      */
     uint64_t generation;
     /**
-     * Pages given to `xbzrle_sender_save_page` successfully.
+     * Pages given to `xbzrle_sender_save_page` or `xbzrle_sender_save_zero_page`
+     * successfully.
      */
     uint64_t pages_processed;
     /**
-     * Pages sent as zero-page records.
+     * Pages sent as zero-page records (by either save call).
      */
     uint64_t zero_pages;
     /**
@@ -420,11 +429,22 @@ enum xbzrle_status xbzrle_encode(const uint8_t *old_page,
 
 /**
  * Like `xbzrle_encode`, but writes the smallest delta in the same grammar (unchanged gaps
- * are copied inside a changed run when that is cheaper). Never longer than the canonical
- * delta; QEMU's decoder accepts it.
+ * are copied inside a changed run when that is cheaper) from `old_page` to `new_page`
+ * (both `page_len` bytes, at most `UINT32_MAX`) into `out` (capacity `out_cap`). Never
+ * longer than the canonical delta; QEMU's decoder accepts it.
+ *
+ * On `XBZRLE_OK`, `*out_len` is the delta length (0 = identical pages, nothing to send).
+ * `XBZRLE_ERR_OVERFLOW` (exact: even the smallest delta needs more than `out_cap` bytes)
+ * means send the page raw; `*out_len` is then 0 and `out` may have been partly written,
+ * never past `out + out_cap`. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT`.
+ *
+ * Ownership: borrows all buffers for the duration of the call and keeps no pointer to
+ * them. Thread-safe; no other thread may write `old_page` or `new_page`, or access `out`,
+ * during the call.
  *
  * # Safety
- * As for `xbzrle_encode`.
+ * `old_page` and `new_page` must be valid for reads of `page_len` bytes, `out` valid for
+ * writes of `out_cap` bytes without overlapping them, `out_len` valid for a write.
  */
 enum xbzrle_status xbzrle_encode_compact(const uint8_t *old_page,
                                          const uint8_t *new_page,
@@ -640,7 +660,8 @@ void xbzrle_sender_free(struct xbzrle_sender *sender);
  * Dirty sync at the start of a pass over guest RAM: the generation goes up by one and the
  * rates of the period just ended are computed. Call it before every pass, the first one
  * included; the second call ends the bulk stage (QEMU's "bulk stage" is the first
- * complete pass). In the last stage it only counts a generation.
+ * complete pass) unless `xbzrle_sender_end_bulk_stage` already has. In the last stage it
+ * only counts a generation.
  *
  * Errors: `XBZRLE_ERR_NULL`. Thread-safe (call it between passes).
  *
@@ -648,6 +669,34 @@ void xbzrle_sender_free(struct xbzrle_sender *sender);
  * `sender` must be NULL or a live handle from `xbzrle_sender_new`.
  */
 enum xbzrle_status xbzrle_sender_start_pass(const struct xbzrle_sender *sender);
+
+/**
+ * Ends the bulk stage now (QEMU's `xbzrle_started = true`, set when its first complete
+ * pass over RAM finishes, e.g. when a pass wraps around the RAM blocks part-way): the next
+ * page saved is looked up in the cache (a miss is counted and, if admitted, inserted)
+ * instead of going raw as a bulk page. Without this call the bulk stage ends at the second
+ * `xbzrle_sender_start_pass`, which ends it in any case: this call can only end it earlier.
+ *
+ * Not a dirty sync: the generation is unchanged (the next `xbzrle_sender_start_pass`
+ * counts one as always) and no statistics period ends, so the period in progress covers
+ * its bulk pages and its looked-up pages together (`cache_miss_rate` divides its misses by
+ * all of its pages, as QEMU's does when `xbzrle_started` flips between two rate updates).
+ * Called before the first `xbzrle_sender_start_pass`, the sender has no bulk stage.
+ * Idempotent; no effect once the bulk stage is over or in the last stage. The stage can be
+ * read back in `xbzrle_sender_stats.stage` (`xbzrle_sender_get_stats`).
+ *
+ * Errors: `XBZRLE_ERR_NULL`. Like the other stage calls it touches no cache shard, so it
+ * succeeds on a sender with a poisoned shard (that shard's pages keep reporting
+ * `XBZRLE_ERR_POISONED` from the save calls).
+ *
+ * Ownership: borrows the handle for the call. Thread-safe: it may be called while other
+ * threads save pages, including in the middle of a pass; a save running at the same time
+ * is decided wholly in one stage or the other.
+ *
+ * # Safety
+ * `sender` must be NULL or a live handle from `xbzrle_sender_new`.
+ */
+enum xbzrle_status xbzrle_sender_end_bulk_stage(const struct xbzrle_sender *sender);
 
 /**
  * Dirty sync that enters the last stage (guest stopped, final pass): from now on the
@@ -690,7 +739,8 @@ size_t xbzrle_sender_max_record_len(const struct xbzrle_sender *sender);
  * Decides how to send page number `page` (address / page size) whose current content is
  * `data` (`data_len` = the page size), writes the wire record at the start of `out`
  * (`out_cap` >= `xbzrle_sender_max_record_len`) and updates the cache and statistics:
- * all-zero page → zero record (and the cached copy, if any, becomes zeros); bulk stage →
+ * all-zero page → zero record, exactly as `xbzrle_sender_save_zero_page` (which a caller
+ * that detects zero pages itself calls instead; see it for the cache effect); bulk stage →
  * raw; not cached → miss, inserted if admitted (not in the last stage), raw; cached →
  * encoded against the cached copy, which becomes `data`: unchanged → skipped, overflow →
  * raw, else an XBZRLE record. `*sent` says which, and the record length.
@@ -720,6 +770,39 @@ enum xbzrle_status xbzrle_sender_save_page(const struct xbzrle_sender *sender,
                                            uint8_t *out,
                                            size_t out_cap,
                                            struct xbzrle_sent *sent);
+
+/**
+ * Saves page number `page` (address / page size), which the caller has found to be all
+ * zeros (QEMU's `buffer_is_zero` before `save_zero_page` and `xbzrle_cache_zero_page`),
+ * without passing or scanning its bytes: exactly what `xbzrle_sender_save_page` does with
+ * an all-zero page, through the same code. Writes the zero-page record (flag `0x02`, the
+ * page number as a big-endian `uint64_t`, fill byte 0: `XBZRLE_ZERO_RECORD_LEN` bytes) at
+ * the start of `out`; `*sent` is `XBZRLE_ACTION_ZERO`, `XBZRLE_RAW_NONE` and the record
+ * length. The cache and statistics change as for a zero page given to
+ * `xbzrle_sender_save_page`: in the bulk stage a cached copy (only `XBZRLE_ADMIT_ALWAYS`
+ * makes one) becomes zeros and nothing is inserted; after it the cached copy becomes zeros,
+ * or a missing one is inserted as zeros if admitted, so that a later small write goes as
+ * XBZRLE (no hit or miss is counted); in the last stage a cached copy is dropped.
+ *
+ * Errors (nothing sent, no state changed): `XBZRLE_ERR_NULL` (`sender`, `out` or `sent`),
+ * `XBZRLE_ERR_INVALID_ARGUMENT` (`out_cap` above PTRDIFF_MAX), `XBZRLE_ERR_OVERFLOW`
+ * (`out_cap` below `XBZRLE_ZERO_RECORD_LEN`; `xbzrle_sender_max_record_len` always
+ * suffices), `XBZRLE_ERR_POISONED`.
+ *
+ * Ownership: borrows the handle and `out` for the call; nothing is written past the
+ * record. Thread-safe under the contract of `xbzrle_sender_save_page`: several threads may
+ * save pages at once, provided one page is never given to two save calls at the same time
+ * and the receiver applies a page's records in the order these calls returned.
+ *
+ * # Safety
+ * `sender` must be NULL or a live handle; `out` NULL or valid for writes of `out_cap`
+ * bytes; `sent` NULL or valid for a write of one `xbzrle_sent`.
+ */
+enum xbzrle_status xbzrle_sender_save_zero_page(const struct xbzrle_sender *sender,
+                                                uint64_t page,
+                                                uint8_t *out,
+                                                size_t out_cap,
+                                                struct xbzrle_sent *sent);
 
 /**
  * Fills `*stats` with the sender's statistics now. Errors: `XBZRLE_ERR_NULL`.

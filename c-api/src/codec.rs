@@ -201,11 +201,22 @@ pub unsafe extern "C" fn xbzrle_encode(
 }
 
 /// Like `xbzrle_encode`, but writes the smallest delta in the same grammar (unchanged gaps
-/// are copied inside a changed run when that is cheaper). Never longer than the canonical
-/// delta; QEMU's decoder accepts it.
+/// are copied inside a changed run when that is cheaper) from `old_page` to `new_page`
+/// (both `page_len` bytes, at most `UINT32_MAX`) into `out` (capacity `out_cap`). Never
+/// longer than the canonical delta; QEMU's decoder accepts it.
+///
+/// On `XBZRLE_OK`, `*out_len` is the delta length (0 = identical pages, nothing to send).
+/// `XBZRLE_ERR_OVERFLOW` (exact: even the smallest delta needs more than `out_cap` bytes)
+/// means send the page raw; `*out_len` is then 0 and `out` may have been partly written,
+/// never past `out + out_cap`. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT`.
+///
+/// Ownership: borrows all buffers for the duration of the call and keeps no pointer to
+/// them. Thread-safe; no other thread may write `old_page` or `new_page`, or access `out`,
+/// during the call.
 ///
 /// # Safety
-/// As for `xbzrle_encode`.
+/// `old_page` and `new_page` must be valid for reads of `page_len` bytes, `out` valid for
+/// writes of `out_cap` bytes without overlapping them, `out_len` valid for a write.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xbzrle_encode_compact(
     old_page: *const u8,

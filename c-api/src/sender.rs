@@ -3,13 +3,18 @@
 use std::ffi::c_int;
 use std::slice;
 
+use xbzrle_policy::wire::ZERO_RECORD_LEN;
 use xbzrle_policy::{
     Admission, CacheKind, ConfigError, Outcome, RawReason, Replacement, SendError, Sender,
-    SenderConfig, Stage,
+    SenderConfig, Sent, Stage,
 };
 
 use super::guard::guard;
 use super::status::xbzrle_status::{self, *};
+
+/// Bytes of a zero-page record (flag, page number, fill byte), whatever the page size: the
+/// output capacity `xbzrle_sender_save_zero_page` needs.
+pub const XBZRLE_ZERO_RECORD_LEN: usize = 10;
 
 /// Cache organisation (values of `xbzrle_sender_config.cache_kind`).
 #[allow(non_camel_case_types)]
@@ -55,7 +60,8 @@ pub enum xbzrle_admission {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum xbzrle_stage {
-    /// The first complete pass (before the second `xbzrle_sender_start_pass`): pages go raw.
+    /// The first complete pass, until `xbzrle_sender_end_bulk_stage` or else the second
+    /// `xbzrle_sender_start_pass`: pages go raw.
     XBZRLE_STAGE_BULK = 0,
     /// Later passes while the guest runs: cache lookups, XBZRLE, insertions.
     XBZRLE_STAGE_ITERATIVE = 1,
@@ -124,7 +130,7 @@ pub struct xbzrle_sender_config {
     pub shards: usize,
 }
 
-/// What `xbzrle_sender_save_page` did.
+/// What `xbzrle_sender_save_page` or `xbzrle_sender_save_zero_page` did.
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -156,13 +162,15 @@ pub struct xbzrle_sender_stats {
     pub encoding_rate: f64,
     /// `overflow`: hits whose delta did not fit, sent raw.
     pub overflow: u64,
-    /// Current stage.
+    /// Current stage (`XBZRLE_STAGE_ITERATIVE` once `xbzrle_sender_end_bulk_stage` has
+    /// been called, unless in the last stage).
     pub stage: xbzrle_stage,
     /// Current generation (number of dirty syncs).
     pub generation: u64,
-    /// Pages given to `xbzrle_sender_save_page` successfully.
+    /// Pages given to `xbzrle_sender_save_page` or `xbzrle_sender_save_zero_page`
+    /// successfully.
     pub pages_processed: u64,
-    /// Pages sent as zero-page records.
+    /// Pages sent as zero-page records (by either save call).
     pub zero_pages: u64,
     /// Pages sent raw (bulk stage, misses, overflows).
     pub raw_pages: u64,
@@ -202,6 +210,54 @@ impl From<SendError> for xbzrle_status {
             SendError::Poisoned => XBZRLE_ERR_POISONED,
             _ => XBZRLE_ERR_PANIC,
         }
+    }
+}
+
+impl From<Sent> for xbzrle_sent {
+    fn from(result: Sent) -> Self {
+        let (action, raw_reason) = match result.outcome {
+            Outcome::Zero => (
+                xbzrle_action::XBZRLE_ACTION_ZERO,
+                xbzrle_raw_reason::XBZRLE_RAW_NONE,
+            ),
+            Outcome::Xbzrle => (
+                xbzrle_action::XBZRLE_ACTION_XBZRLE,
+                xbzrle_raw_reason::XBZRLE_RAW_NONE,
+            ),
+            Outcome::Skipped => (
+                xbzrle_action::XBZRLE_ACTION_SKIPPED,
+                xbzrle_raw_reason::XBZRLE_RAW_NONE,
+            ),
+            Outcome::Raw(reason) => (
+                xbzrle_action::XBZRLE_ACTION_RAW,
+                match reason {
+                    RawReason::Bulk => xbzrle_raw_reason::XBZRLE_RAW_BULK,
+                    RawReason::Miss => xbzrle_raw_reason::XBZRLE_RAW_MISS,
+                    RawReason::Overflow => xbzrle_raw_reason::XBZRLE_RAW_OVERFLOW,
+                },
+            ),
+        };
+        Self {
+            action,
+            raw_reason,
+            record_len: result.len,
+        }
+    }
+}
+
+/// Reports the result of a save call: on success writes `*sent` and returns `XBZRLE_OK`,
+/// else returns the error's status and leaves `*sent` alone.
+///
+/// # Safety
+/// `sent` must be valid for a write of one `xbzrle_sent`.
+unsafe fn report_sent(result: Result<Sent, SendError>, sent: *mut xbzrle_sent) -> xbzrle_status {
+    match result {
+        Ok(result) => {
+            // SAFETY: the caller guarantees `sent` is writable.
+            unsafe { sent.write(result.into()) };
+            XBZRLE_OK
+        }
+        Err(e) => e.into(),
     }
 }
 
@@ -382,7 +438,8 @@ unsafe fn with_sender(
 /// Dirty sync at the start of a pass over guest RAM: the generation goes up by one and the
 /// rates of the period just ended are computed. Call it before every pass, the first one
 /// included; the second call ends the bulk stage (QEMU's "bulk stage" is the first
-/// complete pass). In the last stage it only counts a generation.
+/// complete pass) unless `xbzrle_sender_end_bulk_stage` already has. In the last stage it
+/// only counts a generation.
 ///
 /// Errors: `XBZRLE_ERR_NULL`. Thread-safe (call it between passes).
 ///
@@ -392,6 +449,42 @@ unsafe fn with_sender(
 pub unsafe extern "C" fn xbzrle_sender_start_pass(sender: *const xbzrle_sender) -> xbzrle_status {
     let body = |s: &Sender| {
         s.start_pass();
+        XBZRLE_OK
+    };
+    // SAFETY: the caller guarantees `sender` is NULL or a live handle.
+    unsafe { with_sender(sender, body) }
+}
+
+/// Ends the bulk stage now (QEMU's `xbzrle_started = true`, set when its first complete
+/// pass over RAM finishes, e.g. when a pass wraps around the RAM blocks part-way): the next
+/// page saved is looked up in the cache (a miss is counted and, if admitted, inserted)
+/// instead of going raw as a bulk page. Without this call the bulk stage ends at the second
+/// `xbzrle_sender_start_pass`, which ends it in any case: this call can only end it earlier.
+///
+/// Not a dirty sync: the generation is unchanged (the next `xbzrle_sender_start_pass`
+/// counts one as always) and no statistics period ends, so the period in progress covers
+/// its bulk pages and its looked-up pages together (`cache_miss_rate` divides its misses by
+/// all of its pages, as QEMU's does when `xbzrle_started` flips between two rate updates).
+/// Called before the first `xbzrle_sender_start_pass`, the sender has no bulk stage.
+/// Idempotent; no effect once the bulk stage is over or in the last stage. The stage can be
+/// read back in `xbzrle_sender_stats.stage` (`xbzrle_sender_get_stats`).
+///
+/// Errors: `XBZRLE_ERR_NULL`. Like the other stage calls it touches no cache shard, so it
+/// succeeds on a sender with a poisoned shard (that shard's pages keep reporting
+/// `XBZRLE_ERR_POISONED` from the save calls).
+///
+/// Ownership: borrows the handle for the call. Thread-safe: it may be called while other
+/// threads save pages, including in the middle of a pass; a save running at the same time
+/// is decided wholly in one stage or the other.
+///
+/// # Safety
+/// `sender` must be NULL or a live handle from `xbzrle_sender_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_sender_end_bulk_stage(
+    sender: *const xbzrle_sender,
+) -> xbzrle_status {
+    let body = |s: &Sender| {
+        s.end_bulk_stage();
         XBZRLE_OK
     };
     // SAFETY: the caller guarantees `sender` is NULL or a live handle.
@@ -458,7 +551,8 @@ pub unsafe extern "C" fn xbzrle_sender_max_record_len(sender: *const xbzrle_send
 /// Decides how to send page number `page` (address / page size) whose current content is
 /// `data` (`data_len` = the page size), writes the wire record at the start of `out`
 /// (`out_cap` >= `xbzrle_sender_max_record_len`) and updates the cache and statistics:
-/// all-zero page → zero record (and the cached copy, if any, becomes zeros); bulk stage →
+/// all-zero page → zero record, exactly as `xbzrle_sender_save_zero_page` (which a caller
+/// that detects zero pages itself calls instead; see it for the cache effect); bulk stage →
 /// raw; not cached → miss, inserted if admitted (not in the last stage), raw; cached →
 /// encoded against the cached copy, which becomes `data`: unchanged → skipped, overflow →
 /// raw, else an XBZRLE record. `*sent` says which, and the record length.
@@ -502,40 +596,58 @@ pub unsafe extern "C" fn xbzrle_sender_save_page(
         // SAFETY: the caller guarantees `out` is writable for `out_cap` bytes and does
         // not overlap `data`; it is non-null.
         let out = unsafe { slice::from_raw_parts_mut(out, out_cap) };
-        let result = match s.send_page(page, data, out) {
-            Ok(result) => result,
-            Err(e) => return e.into(),
-        };
-        let (action, raw_reason) = match result.outcome {
-            Outcome::Zero => (
-                xbzrle_action::XBZRLE_ACTION_ZERO,
-                xbzrle_raw_reason::XBZRLE_RAW_NONE,
-            ),
-            Outcome::Xbzrle => (
-                xbzrle_action::XBZRLE_ACTION_XBZRLE,
-                xbzrle_raw_reason::XBZRLE_RAW_NONE,
-            ),
-            Outcome::Skipped => (
-                xbzrle_action::XBZRLE_ACTION_SKIPPED,
-                xbzrle_raw_reason::XBZRLE_RAW_NONE,
-            ),
-            Outcome::Raw(reason) => (
-                xbzrle_action::XBZRLE_ACTION_RAW,
-                match reason {
-                    RawReason::Bulk => xbzrle_raw_reason::XBZRLE_RAW_BULK,
-                    RawReason::Miss => xbzrle_raw_reason::XBZRLE_RAW_MISS,
-                    RawReason::Overflow => xbzrle_raw_reason::XBZRLE_RAW_OVERFLOW,
-                },
-            ),
-        };
-        let value = xbzrle_sent {
-            action,
-            raw_reason,
-            record_len: result.len,
-        };
         // SAFETY: `sent` is non-null and the caller guarantees it is writable.
-        unsafe { sent.write(value) };
-        XBZRLE_OK
+        unsafe { report_sent(s.send_page(page, data, out), sent) }
+    };
+    // SAFETY: the caller guarantees `sender` is NULL or a live handle.
+    unsafe { with_sender(sender, body) }
+}
+
+/// Saves page number `page` (address / page size), which the caller has found to be all
+/// zeros (QEMU's `buffer_is_zero` before `save_zero_page` and `xbzrle_cache_zero_page`),
+/// without passing or scanning its bytes: exactly what `xbzrle_sender_save_page` does with
+/// an all-zero page, through the same code. Writes the zero-page record (flag `0x02`, the
+/// page number as a big-endian `uint64_t`, fill byte 0: `XBZRLE_ZERO_RECORD_LEN` bytes) at
+/// the start of `out`; `*sent` is `XBZRLE_ACTION_ZERO`, `XBZRLE_RAW_NONE` and the record
+/// length. The cache and statistics change as for a zero page given to
+/// `xbzrle_sender_save_page`: in the bulk stage a cached copy (only `XBZRLE_ADMIT_ALWAYS`
+/// makes one) becomes zeros and nothing is inserted; after it the cached copy becomes zeros,
+/// or a missing one is inserted as zeros if admitted, so that a later small write goes as
+/// XBZRLE (no hit or miss is counted); in the last stage a cached copy is dropped.
+///
+/// Errors (nothing sent, no state changed): `XBZRLE_ERR_NULL` (`sender`, `out` or `sent`),
+/// `XBZRLE_ERR_INVALID_ARGUMENT` (`out_cap` above PTRDIFF_MAX), `XBZRLE_ERR_OVERFLOW`
+/// (`out_cap` below `XBZRLE_ZERO_RECORD_LEN`; `xbzrle_sender_max_record_len` always
+/// suffices), `XBZRLE_ERR_POISONED`.
+///
+/// Ownership: borrows the handle and `out` for the call; nothing is written past the
+/// record. Thread-safe under the contract of `xbzrle_sender_save_page`: several threads may
+/// save pages at once, provided one page is never given to two save calls at the same time
+/// and the receiver applies a page's records in the order these calls returned.
+///
+/// # Safety
+/// `sender` must be NULL or a live handle; `out` NULL or valid for writes of `out_cap`
+/// bytes; `sent` NULL or valid for a write of one `xbzrle_sent`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_sender_save_zero_page(
+    sender: *const xbzrle_sender,
+    page: u64,
+    out: *mut u8,
+    out_cap: usize,
+    sent: *mut xbzrle_sent,
+) -> xbzrle_status {
+    let body = |s: &Sender| {
+        if out.is_null() || sent.is_null() {
+            return XBZRLE_ERR_NULL;
+        }
+        if isize::try_from(out_cap).is_err() {
+            return XBZRLE_ERR_INVALID_ARGUMENT;
+        }
+        const { assert!(XBZRLE_ZERO_RECORD_LEN == ZERO_RECORD_LEN) };
+        // SAFETY: the caller guarantees `out` is writable for `out_cap` bytes; non-null.
+        let out = unsafe { slice::from_raw_parts_mut(out, out_cap) };
+        // SAFETY: `sent` is non-null and the caller guarantees it is writable.
+        unsafe { report_sent(s.send_zero_page(page, out), sent) }
     };
     // SAFETY: the caller guarantees `sender` is NULL or a live handle.
     unsafe { with_sender(sender, body) }

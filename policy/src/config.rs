@@ -8,7 +8,9 @@ use crate::cache::CacheKind;
 /// Where a migration is in QEMU's sequence of passes over guest RAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
-    /// The first complete pass: every page is sent raw; XBZRLE has not started.
+    /// The first complete pass: every page is sent raw; XBZRLE has not started. It ends at
+    /// [`Sender::end_bulk_stage`](crate::Sender::end_bulk_stage) or at the second
+    /// [`Sender::start_pass`](crate::Sender::start_pass), whichever comes first.
     Bulk,
     /// Later passes while the guest runs: cache lookups, XBZRLE, insertions.
     Iterative,

@@ -12,8 +12,8 @@ use crate::config::{ConfigError, SenderConfig, Stage, check_cache_bytes};
 use crate::fallible;
 use crate::stats::{SenderStats, XbzrleCacheStats};
 use crate::wire::{
-    Body, FLAG_XBZRLE, HEADER_LEN, MAX_DELTA_LEN, Record, XBZRLE_PAYLOAD_HEADER_LEN, write_header,
-    write_payload_header,
+    Body, FLAG_XBZRLE, HEADER_LEN, MAX_DELTA_LEN, Record, XBZRLE_PAYLOAD_HEADER_LEN,
+    ZERO_RECORD_LEN, write_header, write_payload_header,
 };
 
 /// Why a page went raw.
@@ -40,7 +40,7 @@ pub enum Outcome {
     Skipped,
 }
 
-/// Result of [`Sender::send_page`].
+/// Result of [`Sender::send_page`] and [`Sender::send_zero_page`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Sent {
     /// The decision.
@@ -60,7 +60,8 @@ pub enum SendError {
         /// Page size.
         page_size: usize,
     },
-    /// The output buffer is shorter than [`Sender::max_record_len`].
+    /// The output buffer is shorter than the call needs: [`Sender::max_record_len`] for
+    /// [`Sender::send_page`], [`ZERO_RECORD_LEN`] for [`Sender::send_zero_page`].
     OutputTooSmall {
         /// Length given.
         len: usize,
@@ -94,13 +95,13 @@ impl fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
-/// One page being sent after the bulk stage.
-struct Job<'a> {
+/// One page being processed: where it lives and the state it is processed in (read once,
+/// under its shard's lock, so that one call makes one consistent decision).
+struct At {
     page: u64,
     /// Page number inside its shard.
     key: u64,
-    data: &'a [u8],
-    last: bool,
+    stage: Stage,
     generation: u64,
 }
 
@@ -138,16 +139,25 @@ struct Period {
     last_wire_bytes: u64,
 }
 
-/// Bit 0 of the state word: last stage. Bits 1..: generation.
+/// Bit 0 of the state word: last stage.
 const LAST_BIT: u64 = 1;
+/// Bit 1 of the state word: [`Sender::end_bulk_stage`] was called.
+const BULK_ENDED_BIT: u64 = 2;
+/// Bits 2.. of the state word: the generation.
+const GENERATION_SHIFT: u32 = 2;
+/// One dirty sync in the state word.
+const ONE_GENERATION: u64 = 1 << GENERATION_SHIFT;
 
 /// QEMU's sender decisions, usable from several migration channels at once.
 ///
 /// # Lifecycle
 /// 1. [`Sender::start_pass`] before every pass over guest RAM; it is a dirty sync (the
-///    generation goes up by one). The bulk stage is everything before the *second*
-///    `start_pass`, i.e. the first complete pass.
-/// 2. [`Sender::send_page`] for every dirty page of the pass.
+///    generation goes up by one). The bulk stage is the first complete pass: it ends at
+///    [`Sender::end_bulk_stage`] if the caller knows where that pass ends (QEMU sets
+///    `xbzrle_started` when its page search wraps around the RAM blocks, possibly in the
+///    middle of a pass), and otherwise at the *second* `start_pass`.
+/// 2. [`Sender::send_page`] for every dirty page of the pass, or
+///    [`Sender::send_zero_page`] for a page the caller already knows is all zeros.
 /// 3. [`Sender::start_last_stage`] (also a dirty sync) once the guest is stopped, then the
 ///    remaining dirty pages. The last stage is final.
 ///
@@ -161,7 +171,9 @@ const LAST_BIT: u64 = 1;
 ///   pass and passes are separated by `start_pass`);
 /// * call `start_pass`, `start_last_stage` and `resize_cache` between passes; calls that
 ///   overlap `send_page` are safe and keep the receiver consistent, but a page processed
-///   at the same time may be counted in either generation.
+///   at the same time may be counted in either generation. `end_bulk_stage` may be called
+///   at any point of a pass; a page processed at the same time is processed in one stage
+///   or the other (each call reads the stage once).
 pub struct Sender {
     page_size: usize,
     shard_bits: u32,
@@ -260,7 +272,7 @@ impl Sender {
 
     /// Current generation: the number of dirty syncs so far.
     pub fn generation(&self) -> u64 {
-        self.state.load(Relaxed) >> 1
+        generation_of(self.state.load(Relaxed))
     }
 
     /// Current stage.
@@ -269,11 +281,35 @@ impl Sender {
     }
 
     /// Dirty sync at the start of a pass: the generation goes up by one and the rates of
-    /// the period just ended are computed. The second call ends the bulk stage. In the
-    /// last stage this only counts a generation.
+    /// the period just ended are computed. The second call ends the bulk stage, unless
+    /// [`Sender::end_bulk_stage`] already has. In the last stage this only counts a
+    /// generation.
     pub fn start_pass(&self) {
-        self.state.fetch_add(2, Relaxed);
+        self.state.fetch_add(ONE_GENERATION, Relaxed);
         self.end_period();
+    }
+
+    /// Ends the bulk stage now: XBZRLE starts, so the next page processed is looked up in
+    /// the cache (a miss is counted and, if admitted, inserted) instead of being sent raw
+    /// as a bulk page. This is QEMU's `xbzrle_started = true` when its first complete pass
+    /// over RAM finishes, which a caller may know in the middle of a pass (a pass that
+    /// wraps around the RAM blocks). Callers that never call it get the same switch at the
+    /// second [`Sender::start_pass`], which ends the bulk stage in any case: this call can
+    /// only end it earlier (a caller whose first round over RAM spans a dirty sync has its
+    /// bulk stage end at that sync, before QEMU would set `xbzrle_started`).
+    ///
+    /// It is not a dirty sync: the generation does not change (cache ages stay those of
+    /// the current pass, and the next `start_pass` counts one generation as always), and
+    /// no statistics period ends, so the period in progress counts its bulk pages and its
+    /// first looked-up pages together (`cache-miss-rate` divides the misses by all of its
+    /// pages), as QEMU's does when `xbzrle_started` flips between two rate updates. Called
+    /// before the first `start_pass`, the sender skips the bulk stage altogether.
+    ///
+    /// Idempotent, and no effect once the bulk stage is over or in the last stage.
+    /// Thread-safe: it may overlap [`Sender::send_page`] calls, each of which then sees
+    /// one stage or the other.
+    pub fn end_bulk_stage(&self) {
+        self.state.fetch_or(BULK_ENDED_BIT, Relaxed);
     }
 
     /// Dirty sync that enters the last stage: from now on the cache's page data is never
@@ -282,7 +318,7 @@ impl Sender {
         // The closure always returns `Some`, so this cannot fail.
         let _ = self
             .state
-            .fetch_update(Relaxed, Relaxed, |s| Some((s + 2) | LAST_BIT));
+            .fetch_update(Relaxed, Relaxed, |s| Some((s + ONE_GENERATION) | LAST_BIT));
         self.end_period();
     }
 
@@ -330,8 +366,7 @@ impl Sender {
     /// (if any) at the start of `out` and updates the cache and statistics
     /// (DESIGN §2):
     ///
-    /// * all zero → zero record; a cached copy is set to zeros, and after the bulk stage a
-    ///   missing one is inserted if admitted;
+    /// * all zero → exactly [`Sender::send_zero_page`];
     /// * bulk stage → raw; a cached copy is refreshed, a missing one inserted if admitted;
     /// * not cached → cache miss, inserted if admitted (not in the last stage), raw;
     /// * cached (hit, age refreshed) → encoded against the copy, which becomes `data` in
@@ -341,6 +376,11 @@ impl Sender {
     /// In the last stage a cached copy whose page is sent is dropped instead of written
     /// (QEMU leaves it stale; dropping costs nothing and keeps a second send of the same
     /// page correct).
+    ///
+    /// # Errors
+    /// Nothing is sent and no state changes: [`SendError::WrongPageSize`] when `data` is
+    /// not one page, [`SendError::OutputTooSmall`] when `out` is shorter than
+    /// [`Sender::max_record_len`], [`SendError::Poisoned`] for a poisoned shard.
     pub fn send_page(&self, page: u64, data: &[u8], out: &mut [u8]) -> Result<Sent, SendError> {
         if data.len() != self.page_size {
             return Err(SendError::WrongPageSize {
@@ -348,7 +388,55 @@ impl Sender {
                 page_size: self.page_size,
             });
         }
-        let needed = self.max_record_len();
+        self.process(page, out, self.max_record_len(), |shard, at, out| {
+            if is_zero(data) {
+                self.zero(shard, at, out)
+            } else if at.stage == Stage::Bulk {
+                if shard.cache.get(at.key).is_some() || shard.admission.admit(page, at.stage) {
+                    shard.cache.insert(at.key, data, at.generation);
+                }
+                self.raw(out, page, data, RawReason::Bulk)
+            } else {
+                self.send_after_bulk(shard, at, data, out)
+            }
+        })
+    }
+
+    /// Sends page `page`, which the caller knows is all zeros (QEMU's caller checks with
+    /// `buffer_is_zero` and then calls `xbzrle_cache_zero_page`), without being given or
+    /// scanning its bytes: exactly what [`Sender::send_page`] does for an all-zero page,
+    /// through the same code. It writes the zero-page record (flag `0x02`, fill byte 0;
+    /// [`ZERO_RECORD_LEN`] bytes) at the start of `out` and returns [`Outcome::Zero`].
+    /// The page is observed by the admission policy and counted as processed and as a
+    /// zero page; the cache:
+    ///
+    /// * bulk stage → a cached copy (only a policy that admits during the bulk stage makes
+    ///   one) becomes zeros and its age the current generation; nothing is inserted;
+    /// * after the bulk stage → the cached copy becomes zeros, or a missing one is inserted
+    ///   as zeros if admitted (subject to the replacement rule), so that a later small
+    ///   write goes as XBZRLE; no lookup is counted (neither hit nor miss);
+    /// * last stage → a cached copy is dropped; nothing is written or inserted.
+    ///
+    /// # Errors
+    /// Nothing is sent and no state changes: [`SendError::OutputTooSmall`] when `out` is
+    /// shorter than [`ZERO_RECORD_LEN`] (a buffer of [`Sender::max_record_len`] always
+    /// suffices), [`SendError::Poisoned`] for a poisoned shard.
+    pub fn send_zero_page(&self, page: u64, out: &mut [u8]) -> Result<Sent, SendError> {
+        self.process(page, out, ZERO_RECORD_LEN, |shard, at, out| {
+            self.zero(shard, at, out)
+        })
+    }
+
+    /// The frame of every send: checks that `out` holds `needed` bytes, locks the page's
+    /// shard, reads the stage and generation once, shows the page to the admission policy,
+    /// lets `decide` write the record and touch the cache, and counts the result.
+    fn process(
+        &self,
+        page: u64,
+        out: &mut [u8],
+        needed: usize,
+        decide: impl FnOnce(&mut Shard, &At, &mut [u8]) -> Sent,
+    ) -> Result<Sent, SendError> {
         if out.len() < needed {
             return Err(SendError::OutputTooSmall {
                 len: out.len(),
@@ -357,61 +445,54 @@ impl Sender {
         }
         let mut shard = self.lock_shard(page)?;
         let shard = &mut *shard;
-        let key = page >> self.shard_bits;
         let state = self.state.load(Relaxed);
-        let stage = stage_of(state);
-        let generation = state >> 1;
-        shard.admission.observe(page, stage);
-
-        let sent = if is_zero(data) {
-            match stage {
-                Stage::Last => {
-                    shard.cache.remove(key);
-                }
-                Stage::Bulk | Stage::Iterative => {
-                    let cached = shard.cache.get(key).is_some();
-                    if cached || (stage == Stage::Iterative && shard.admission.admit(page, stage)) {
-                        // `data` is all zeros: it is the zero page.
-                        shard.cache.insert(key, data, generation);
-                    }
-                }
-            }
-            let len = write(out, page, Body::Zero { fill: 0 });
-            self.counters.zero.fetch_add(1, Relaxed);
-            Sent {
-                outcome: Outcome::Zero,
-                len,
-            }
-        } else if stage == Stage::Bulk {
-            if shard.cache.get(key).is_some() || shard.admission.admit(page, stage) {
-                shard.cache.insert(key, data, generation);
-            }
-            self.raw(out, page, data, RawReason::Bulk)
-        } else {
-            let job = Job {
-                page,
-                key,
-                data,
-                last: stage == Stage::Last,
-                generation,
-            };
-            self.send_after_bulk(shard, &job, out)
+        let at = At {
+            page,
+            key: page >> self.shard_bits,
+            stage: stage_of(state),
+            generation: generation_of(state),
         };
+        shard.admission.observe(page, at.stage);
+        let sent = decide(shard, &at, out);
         self.counters.processed.fetch_add(1, Relaxed);
         self.counters.wire_bytes.fetch_add(sent.len as u64, Relaxed);
         Ok(sent)
     }
 
+    /// Step 1 of DESIGN §2, the one place a zero page is handled (for both
+    /// [`Sender::send_page`] and [`Sender::send_zero_page`]): the cache entry becomes a
+    /// zero page as described at `send_zero_page`, and the zero record is written.
+    fn zero(&self, shard: &mut Shard, at: &At, out: &mut [u8]) -> Sent {
+        match at.stage {
+            Stage::Last => {
+                shard.cache.remove(at.key);
+            }
+            Stage::Bulk | Stage::Iterative => {
+                let cached = shard.cache.get(at.key).is_some();
+                if cached
+                    || (at.stage == Stage::Iterative && shard.admission.admit(at.page, at.stage))
+                {
+                    shard.cache.insert_zero(at.key, at.generation);
+                }
+            }
+        }
+        let len = write(out, at.page, Body::Zero { fill: 0 });
+        self.counters.zero.fetch_add(1, Relaxed);
+        Sent {
+            outcome: Outcome::Zero,
+            len,
+        }
+    }
+
     /// Steps 3 to 5 of DESIGN §2: lookup, then miss or hit.
-    fn send_after_bulk(&self, shard: &mut Shard, job: &Job<'_>, out: &mut [u8]) -> Sent {
-        let &Job {
+    fn send_after_bulk(&self, shard: &mut Shard, at: &At, data: &[u8], out: &mut [u8]) -> Sent {
+        let &At {
             page,
             key,
-            data,
-            last,
+            stage,
             generation,
-        } = job;
-        let stage = if last { Stage::Last } else { Stage::Iterative };
+        } = at;
+        let last = stage == Stage::Last;
         let capacity = self.delta_capacity();
         let payload_start = HEADER_LEN + XBZRLE_PAYLOAD_HEADER_LEN;
         let delta_out = &mut out[payload_start..payload_start + capacity];
@@ -550,7 +631,7 @@ impl Sender {
                 overflow: c.overflow.load(Relaxed),
             },
             stage: stage_of(state),
-            generation: state >> 1,
+            generation: generation_of(state),
             pages_processed: c.processed.load(Relaxed),
             zero_pages: c.zero.load(Relaxed),
             raw_pages: c.raw.load(Relaxed),
@@ -587,13 +668,19 @@ impl Sender {
     }
 }
 
+fn generation_of(state: u64) -> u64 {
+    state >> GENERATION_SHIFT
+}
+
+/// Last stage once entered; else the bulk stage until `end_bulk_stage` or the second
+/// dirty sync, whichever comes first.
 fn stage_of(state: u64) -> Stage {
     if state & LAST_BIT != 0 {
         Stage::Last
-    } else if state >> 1 <= 1 {
-        Stage::Bulk
-    } else {
+    } else if state & BULK_ENDED_BIT != 0 || generation_of(state) >= 2 {
         Stage::Iterative
+    } else {
+        Stage::Bulk
     }
 }
 

@@ -29,7 +29,8 @@ pub struct XbzrleCacheStats {
 /// *period*, which ends at every [`Sender::start_pass`](crate::Sender::start_pass) and
 /// [`Sender::start_last_stage`](crate::Sender::start_last_stage) (a dirty sync), provided
 /// pages were processed in it. QEMU also ends periods at dirty syncs, but at most once a
-/// second; this crate has no clock.
+/// second; this crate has no clock. [`Sender::end_bulk_stage`](crate::Sender::end_bulk_stage)
+/// is not a dirty sync and ends no period.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SenderStats {
     /// QEMU's figures.
@@ -38,9 +39,10 @@ pub struct SenderStats {
     pub stage: Stage,
     /// Current generation (dirty-sync count).
     pub generation: u64,
-    /// Pages given to [`Sender::send_page`](crate::Sender::send_page) successfully.
+    /// Pages given to [`Sender::send_page`](crate::Sender::send_page) or
+    /// [`Sender::send_zero_page`](crate::Sender::send_zero_page) successfully.
     pub pages_processed: u64,
-    /// Pages sent as zero-page records.
+    /// Pages sent as zero-page records (by either call).
     pub zero_pages: u64,
     /// Pages sent raw: bulk stage, cache misses and overflows.
     pub raw_pages: u64,

@@ -1,11 +1,14 @@
 //! The invariant that matters most: whatever the guest writes, whatever the passes,
 //! resizes and last stage, under every cache and admission policy, a receiver applying
 //! every record ends with the sender's memory. Also checks the cache memory bound after
-//! every step.
+//! every step. The caller sometimes ends the bulk stage itself (in the middle of the bulk
+//! pass, or later, where it has no effect) and sometimes detects zero pages itself
+//! (`send_zero_page`).
 
 use proptest::prelude::*;
 use xbzrle_policy::{
-    Admission, AdmissionPolicy, CacheKind, Receiver, Replacement, Sender, SenderConfig, Stage,
+    Admission, AdmissionPolicy, CacheKind, Outcome, Receiver, Replacement, Sender, SenderConfig,
+    Stage,
 };
 
 const MAX_PAGES: usize = 12;
@@ -31,6 +34,9 @@ enum Op {
     Resend { page: usize },
     /// Resize the cache to this many pages.
     Resize { pages: u64 },
+    /// `end_bulk_stage` (an effect only while the bulk stage lasts: before the first
+    /// `Pass` op).
+    EndBulk,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -43,6 +49,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Pass),
         1 => (0..MAX_PAGES).prop_map(|page| Op::Resend { page }),
         1 => (1..20u64).prop_map(|pages| Op::Resize { pages }),
+        1 => Just(Op::EndBulk),
     ]
 }
 
@@ -106,6 +113,12 @@ struct Scenario {
     shards: usize,
     threads: usize,
     initial_seed: u8,
+    /// Where the caller ends the bulk stage inside the bulk pass (pages sent before it),
+    /// if it does.
+    bulk_split: Option<usize>,
+    /// Bit `p mod 8` set: the caller detects zero pages of page `p` itself and calls
+    /// `send_zero_page` for them.
+    zero_by_caller: u8,
     ops: Vec<Op>,
     /// Ops after the last stage has started (a pass there only sends the dirty pages).
     last_ops: Vec<Op>,
@@ -119,11 +132,24 @@ fn scenario(threads: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = S
         prop::sample::select(vec![1usize, 2, 4]),
         threads,
         any::<u8>(),
+        prop::option::of(0..=MAX_PAGES),
+        any::<u8>(),
         prop::collection::vec(op(), 0..60),
         prop::collection::vec(op(), 0..12),
     )
         .prop_map(
-            |(page_size, pages, cache_pages, shards, threads, initial_seed, ops, last_ops)| {
+            |(
+                page_size,
+                pages,
+                cache_pages,
+                shards,
+                threads,
+                initial_seed,
+                bulk_split,
+                zero_by_caller,
+                ops,
+                last_ops,
+            )| {
                 Scenario {
                     page_size,
                     pages,
@@ -131,6 +157,8 @@ fn scenario(threads: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = S
                     shards,
                     threads,
                     initial_seed,
+                    bulk_split,
+                    zero_by_caller,
                     ops,
                     last_ops,
                 }
@@ -138,16 +166,30 @@ fn scenario(threads: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = S
         )
 }
 
+/// How the pages are sent: by how many threads, and which zero pages the caller detects
+/// itself.
+#[derive(Clone, Copy)]
+struct Channels {
+    threads: usize,
+    /// See [`Scenario::zero_by_caller`].
+    zero_by_caller: u8,
+}
+
 /// Sends `dirty` pages (ascending) from `threads` threads, each owning the pages
-/// `i mod threads`, and applies every record to `dest`.
+/// `i mod threads`, and applies every record to `dest`. A zero page the caller detects
+/// (see [`Channels`]) goes through `send_zero_page`, any other through `send_page`.
 fn send_pages(
     sender: &Sender,
     receiver: &Receiver,
     guest: &[u8],
     dest: &mut [u8],
     dirty: &[usize],
-    threads: usize,
+    channels: Channels,
 ) {
+    let Channels {
+        threads,
+        zero_by_caller,
+    } = channels;
     let page_size = sender.page_size();
     let records: Vec<Vec<Vec<u8>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -157,7 +199,16 @@ fn send_pages(
                     let mut records = Vec::new();
                     for &page in dirty.iter().filter(|&&p| p % threads == t) {
                         let data = &guest[page * page_size..][..page_size];
-                        let sent = sender.send_page(page as u64, data, &mut out).unwrap();
+                        let caller_zero =
+                            zero_by_caller >> (page % 8) & 1 == 1 && data.iter().all(|&b| b == 0);
+                        let sent = if caller_zero {
+                            sender.send_zero_page(page as u64, &mut out).unwrap()
+                        } else {
+                            sender.send_page(page as u64, data, &mut out).unwrap()
+                        };
+                        if caller_zero {
+                            assert_eq!(sent.outcome, Outcome::Zero);
+                        }
                         records.push(out[..sent.len].to_vec());
                     }
                     records
@@ -212,9 +263,38 @@ fn run(sc: &Scenario, cache: CacheKind, policy: Policy) {
         );
     };
 
-    // Bulk stage: every page.
+    let channels = Channels {
+        threads: sc.threads,
+        zero_by_caller: sc.zero_by_caller,
+    };
+    let one = Channels {
+        threads: 1,
+        ..channels
+    };
+    // Bulk stage: every page, the caller perhaps ending it part-way.
     sender.start_pass();
-    send_pages(&sender, &receiver, &guest, &mut dest, &all, sc.threads);
+    let split = sc.bulk_split.map_or(all.len(), |k| k.min(all.len()));
+    send_pages(
+        &sender,
+        &receiver,
+        &guest,
+        &mut dest,
+        &all[..split],
+        channels,
+    );
+    if sc.bulk_split.is_some() {
+        sender.end_bulk_stage();
+        assert_eq!(sender.stage(), Stage::Iterative);
+        assert_eq!(sender.generation(), 1);
+    }
+    send_pages(
+        &sender,
+        &receiver,
+        &guest,
+        &mut dest,
+        &all[split..],
+        channels,
+    );
     // `None` enters the last stage; later passes only send the dirty pages.
     let steps = sc.ops.iter().map(Some).chain([None]);
     for step in steps.chain(sc.last_ops.iter().map(Some)) {
@@ -222,7 +302,7 @@ fn run(sc: &Scenario, cache: CacheKind, policy: Policy) {
             history.push(guest.clone());
             sender.start_last_stage();
             let pages: Vec<usize> = (0..sc.pages).filter(|&p| dirty[p]).collect();
-            send_pages(&sender, &receiver, &guest, &mut dest, &pages, sc.threads);
+            send_pages(&sender, &receiver, &guest, &mut dest, &pages, channels);
             dirty.fill(false);
             continue;
         };
@@ -256,23 +336,32 @@ fn run(sc: &Scenario, cache: CacheKind, policy: Policy) {
                 history.push(guest.clone());
                 sender.start_pass();
                 let pages: Vec<usize> = (0..sc.pages).filter(|&p| dirty[p]).collect();
-                send_pages(&sender, &receiver, &guest, &mut dest, &pages, sc.threads);
+                send_pages(&sender, &receiver, &guest, &mut dest, &pages, channels);
                 dirty.fill(false);
             }
             Op::Resend { page } => {
                 let page = page % sc.pages;
-                send_pages(&sender, &receiver, &guest, &mut dest, &[page], 1);
+                send_pages(&sender, &receiver, &guest, &mut dest, &[page], one);
                 dirty[page] = false;
             }
             Op::Resize { pages } => {
                 cache_bytes = pages * ps as u64;
                 sender.resize_cache(cache_bytes).unwrap();
             }
+            Op::EndBulk => {
+                let before = (sender.stage(), sender.generation());
+                sender.end_bulk_stage();
+                let expected = match before.0 {
+                    Stage::Bulk => Stage::Iterative,
+                    stage => stage,
+                };
+                assert_eq!((sender.stage(), sender.generation()), (expected, before.1));
+            }
         }
         check_memory(&sender, cache_bytes);
     }
     let pages: Vec<usize> = (0..sc.pages).filter(|&p| dirty[p]).collect();
-    send_pages(&sender, &receiver, &guest, &mut dest, &pages, sc.threads);
+    send_pages(&sender, &receiver, &guest, &mut dest, &pages, channels);
     assert!(guest == dest, "receiver memory differs from the sender's");
 }
 

@@ -2,7 +2,7 @@
 //! on the records and checks that it ends with the sender's memory.
 
 use xbzrle_policy::{
-    Admission, CacheKind, Outcome, RawReason, Receiver, Replacement, Sender, SenderConfig,
+    Admission, CacheKind, Outcome, RawReason, Receiver, Replacement, Sender, SenderConfig, Stage,
 };
 
 const PAGE: usize = 64;
@@ -64,9 +64,18 @@ enum Step {
     Cached(u64, C, u64),
     /// `page` is not cached.
     NotCached(u64),
+    /// `end_bulk_stage`.
+    EndBulk,
+    /// `send_zero_page(page)`: the caller knows the page is zero (expects [`Zero`]).
+    SendZero(u64),
+    /// The sender is in this stage and generation.
+    Is(Stage, u64),
+    /// `cache-miss` and `pages` (hits) so far.
+    Lookups { misses: u64, hits: u64 },
 }
 
 use Outcome::{Skipped, Xbzrle, Zero};
+use Stage::{Bulk, Iterative};
 use Step::*;
 const BULK: Outcome = Outcome::Raw(RawReason::Bulk);
 const MISS: Outcome = Outcome::Raw(RawReason::Miss);
@@ -326,6 +335,204 @@ const CASES: &[Case] = &[
             NotCached(0),
         ],
     },
+    Case {
+        name: "end_bulk_stage mid-pass: the next page is looked up, a miss, inserted",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Send(0, C::Base(1), BULK),
+            Send(1, C::Base(2), BULK),
+            Is(Bulk, 1),
+            Lookups { misses: 0, hits: 0 },
+            NotCached(0),
+            EndBulk,
+            Is(Iterative, 1), // not a dirty sync: same generation
+            Send(2, C::Base(3), MISS),
+            Lookups { misses: 1, hits: 0 },
+            Cached(2, C::Base(3), 1),
+            Send(0, C::Base(1), MISS), // sent raw in the bulk stage, not cached then
+            Cached(0, C::Base(1), 1),
+            Send(2, C::Poke(3, 4), Xbzrle), // a hit in the same pass
+            Lookups { misses: 2, hits: 1 },
+            Pass,
+            Is(Iterative, 2), // the next dirty sync counts one generation as always
+            Send(0, C::Poke(1, 2), Xbzrle),
+            Cached(0, C::Poke(1, 2), 2),
+            Send(1, C::Base(2), MISS),
+        ],
+    },
+    Case {
+        name: "end_bulk_stage mid-pass: ages of that pass protect through the next one",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            EndBulk,
+            Send(0, C::Base(1), MISS),
+            Cached(0, C::Base(1), 1),
+            Pass,
+            Send(4, C::Base(2), MISS), // page 0 used in the previous generation
+            NotCached(4),
+            Pass,
+            Send(4, C::Base(2), MISS), // idle for 2 generations: evicted
+            Cached(4, C::Base(2), 3),
+        ],
+    },
+    Case {
+        name: "end_bulk_stage is idempotent",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            EndBulk,
+            EndBulk,
+            Is(Iterative, 1),
+            Send(0, C::Base(1), MISS),
+            EndBulk,
+            Is(Iterative, 1),
+            Send(0, C::Poke(1, 0), Xbzrle),
+            Lookups { misses: 1, hits: 1 },
+            Pass,
+            EndBulk,
+            Is(Iterative, 2),
+            Send(0, C::Poke(1, 0), Skipped),
+            Pass,
+            Is(Iterative, 3),
+        ],
+    },
+    Case {
+        name: "end_bulk_stage before the first pass: no bulk stage at all",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            EndBulk,
+            Is(Iterative, 0),
+            Pass,
+            Is(Iterative, 1),
+            Send(0, C::Base(1), MISS),
+            Cached(0, C::Base(1), 1),
+            Send(0, C::Poke(1, 8), Xbzrle),
+        ],
+    },
+    Case {
+        name: "end_bulk_stage has no effect in the last stage",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Pass,
+            Send(0, C::Base(1), MISS),
+            Last,
+            EndBulk,
+            Is(Stage::Last, 3),
+            Send(0, C::Poke(1, 5), Xbzrle),
+            NotCached(0),
+            Send(1, C::Base(2), MISS),
+            NotCached(1),
+            EndBulk,
+            Pass,
+            Is(Stage::Last, 4),
+        ],
+    },
+    Case {
+        name: "end_bulk_stage has no effect in a last stage entered from the bulk stage",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Send(0, C::Base(1), BULK),
+            Last,
+            Is(Stage::Last, 2),
+            EndBulk,
+            Is(Stage::Last, 2),
+            Send(0, C::Poke(1, 5), MISS),
+            NotCached(0),
+        ],
+    },
+    Case {
+        name: "send_zero_page: the entry becomes zeros once XBZRLE started",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            SendZero(3), // bulk stage: nothing inserted
+            NotCached(3),
+            Send(1, C::Base(1), BULK),
+            EndBulk,
+            SendZero(2), // XBZRLE started mid-pass: inserted as zeros
+            Cached(2, C::Zero, 1),
+            Send(1, C::Base(1), MISS),
+            Pass,
+            SendZero(1), // cached copy set to zeros
+            Cached(1, C::Zero, 2),
+            Lookups { misses: 1, hits: 0 }, // a zero page is no lookup
+            Pass,
+            Send(1, C::ZeroPoke(7), Xbzrle),
+            Send(2, C::ZeroPoke(8), Xbzrle),
+            Send(3, C::ZeroPoke(9), MISS),
+        ],
+    },
+    Case {
+        name: "send_zero_page in the bulk stage refreshes a page admit-always cached",
+        cache: SA2,
+        admission: Admission::Always,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Send(1, C::Base(2), BULK),
+            Cached(1, C::Base(2), 1),
+            SendZero(1),
+            Cached(1, C::Zero, 1),
+            SendZero(2), // not cached: the bulk stage inserts no zero page
+            NotCached(2),
+            Pass,
+            Send(1, C::ZeroPoke(5), Xbzrle),
+        ],
+    },
+    Case {
+        name: "send_zero_page: lifetime protection refuses the zero page too",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Pass,
+            Send(0, C::Base(1), MISS),
+            SendZero(4), // same slot, page 0 protected
+            NotCached(4),
+            Cached(0, C::Base(1), 2),
+            Pass,
+            Pass,
+            SendZero(4),
+            Cached(4, C::Zero, 4),
+            NotCached(0),
+        ],
+    },
+    Case {
+        name: "send_zero_page in the last stage drops the entry and inserts nothing",
+        cache: DM,
+        admission: Admission::AfterBulk,
+        cache_pages: 4,
+        steps: &[
+            Pass,
+            Pass,
+            Send(1, C::Base(1), MISS),
+            Last,
+            SendZero(1),
+            NotCached(1),
+            SendZero(2),
+            NotCached(2),
+            Send(1, C::ZeroPoke(3), MISS),
+        ],
+    },
 ];
 
 fn run(case: &Case, shards: usize) {
@@ -366,6 +573,28 @@ fn run(case: &Case, shards: usize) {
                 );
             }
             NotCached(page) => assert_eq!(sender.cached_page(page), None, "{at}"),
+            EndBulk => sender.end_bulk_stage(),
+            SendZero(page) => {
+                guest[page as usize * PAGE..][..PAGE].fill(0);
+                let sent = sender.send_zero_page(page, &mut out).unwrap();
+                assert_eq!(sent.outcome, Zero, "{at}");
+                receiver
+                    .apply_record(&out[..sent.len], &mut dest)
+                    .unwrap_or_else(|e| panic!("{at}: {e}"));
+            }
+            Is(stage, generation) => {
+                assert_eq!(
+                    (sender.stage(), sender.generation()),
+                    (stage, generation),
+                    "{at}"
+                );
+                let stats = sender.stats();
+                assert_eq!((stats.stage, stats.generation), (stage, generation), "{at}");
+            }
+            Lookups { misses, hits } => {
+                let x = sender.stats().xbzrle_cache;
+                assert_eq!((x.cache_miss, x.pages), (misses, hits), "{at}");
+            }
         }
     }
     assert_eq!(guest, dest, "{}: receiver differs", case.name);
@@ -441,6 +670,46 @@ fn statistics_follow_qemu() {
         sender.estimate_last_stage_bytes(8),
         8 * (15 + 2 * raw_record) / 4
     );
+}
+
+/// `end_bulk_stage` is not a dirty sync: the period in progress goes on, and its rates
+/// (computed at the next `start_pass`) cover its bulk pages and its looked-up pages together.
+#[test]
+fn end_bulk_stage_keeps_the_statistics_period() {
+    let sender = Sender::new(SenderConfig {
+        page_size: PAGE,
+        cache_bytes: 4 * PAGE as u64,
+        ..SenderConfig::default()
+    })
+    .unwrap();
+    let mut out = vec![0u8; sender.max_record_len()];
+    let mut send = |page: u64, c: C| sender.send_page(page, &bytes(c), &mut out).unwrap();
+    sender.start_pass();
+    send(0, C::Base(1)); // bulk raw
+    send(1, C::Base(2)); // bulk raw
+    sender.end_bulk_stage();
+    let before = sender.stats();
+    assert_eq!(before.generation, 1);
+    assert_eq!(sender.estimate_last_stage_bytes(1), (9 + PAGE) as u64);
+    send(2, C::Base(3)); // miss
+    send(0, C::Base(1)); // miss
+    send(2, C::Poke(3, 0)); // hit: 1-byte zrun 0, nzrun 1, 1 data byte
+    let x = sender.stats().xbzrle_cache;
+    // No period has ended yet: the rates are still the initial ones.
+    assert_eq!((x.cache_miss, x.pages), (2, 1));
+    assert_eq!(
+        (x.cache_miss_rate, x.encoding_rate),
+        (
+            before.xbzrle_cache.cache_miss_rate,
+            before.xbzrle_cache.encoding_rate
+        )
+    );
+    sender.start_pass();
+    let x = sender.stats().xbzrle_cache;
+    // One period of 5 pages: 2 misses; 1 hit × 64 bytes over a 3 + 3-byte payload.
+    assert_eq!(x.cache_miss_rate, 2.0 / 5.0);
+    assert_eq!(x.encoding_rate, 64.0 / 6.0);
+    assert_eq!(sender.generation(), 2);
 }
 
 /// Admits only the first page it is asked about.

@@ -59,6 +59,44 @@ fn stages_follow_dirty_syncs() {
     assert_eq!(seen, expected);
 }
 
+/// `end_bulk_stage` moves from the bulk to the iterative stage without a dirty sync, and
+/// changes nothing anywhere else.
+#[test]
+fn end_bulk_stage_switches_the_stage_only() {
+    use Stage::*;
+    // (dirty syncs before, then `end_bulk_stage`: stage and generation after it)
+    let cases = [
+        (&[][..], (Iterative, 0)),
+        (&[false][..], (Iterative, 1)),
+        (&[false, false][..], (Iterative, 2)),
+        (&[false, true][..], (Last, 2)),
+        (&[true][..], (Last, 1)),
+        (&[false, false, true, false][..], (Last, 4)),
+    ];
+    for (syncs, expected) in cases {
+        let sender = Sender::new(small(64, 4)).unwrap();
+        for &last in syncs {
+            if last {
+                sender.start_last_stage();
+            } else {
+                sender.start_pass();
+            }
+        }
+        for _ in 0..3 {
+            sender.end_bulk_stage();
+            assert_eq!((sender.stage(), sender.generation()), expected, "{syncs:?}");
+        }
+        // Later dirty syncs count generations as always.
+        sender.start_pass();
+        let after = if expected.0 == Last { Last } else { Iterative };
+        assert_eq!(
+            (sender.stage(), sender.generation()),
+            (after, expected.1 + 1),
+            "{syncs:?}"
+        );
+    }
+}
+
 #[test]
 fn bad_configurations_are_rejected() {
     let base = small(64, 4);
@@ -151,7 +189,12 @@ fn misuse_is_an_error_not_a_panic() {
             needed: 76
         })
     );
+    assert_eq!(
+        sender.send_zero_page(0, &mut out[..9]),
+        Err(SendError::OutputTooSmall { len: 9, needed: 10 })
+    );
     assert_eq!(sender.stats().pages_processed, 0);
+    assert!(sender.send_zero_page(0, &mut out[..10]).is_ok());
 }
 
 struct Panics;
@@ -182,7 +225,11 @@ fn a_panic_inside_a_shard_poisons_only_that_shard() {
         sender.send_page(3, &[1; 64], &mut out),
         Err(SendError::Poisoned)
     );
+    assert_eq!(sender.send_zero_page(3, &mut out), Err(SendError::Poisoned));
     assert!(sender.send_page(2, &[1; 64], &mut out).is_ok());
+    assert!(sender.send_zero_page(2, &mut out).is_ok());
+    sender.end_bulk_stage(); // touches no shard: fine with a poisoned one
+    assert_eq!(sender.stage(), Stage::Iterative);
 }
 
 /// Pages above 65535 bytes: a delta longer than a u16 length goes raw.

@@ -72,6 +72,15 @@ static void config_errors(void) {
     xbzrle_receiver_free(NULL);
     CHECK(xbzrle_sender_start_pass(NULL) == XBZRLE_ERR_NULL, "start_pass(NULL)");
     CHECK(xbzrle_sender_start_last_stage(NULL) == XBZRLE_ERR_NULL, "last_stage(NULL)");
+    CHECK(xbzrle_sender_end_bulk_stage(NULL) == XBZRLE_ERR_NULL, "end_bulk_stage(NULL)");
+    {
+        uint8_t out[XBZRLE_ZERO_RECORD_LEN];
+        xbzrle_sent sent;
+        CHECK(xbzrle_sender_save_zero_page(NULL, 0, out, sizeof out, &sent) == XBZRLE_ERR_NULL,
+              "save_zero_page(NULL)");
+        CHECK(xbzrle_sender_save_zero_page(NULL, 0, NULL, 0, NULL) == XBZRLE_ERR_NULL,
+              "save_zero_page(NULL, NULL, NULL)");
+    }
     CHECK(xbzrle_sender_resize_cache(NULL, 1 << 20) == XBZRLE_ERR_NULL, "resize(NULL)");
     CHECK(xbzrle_sender_max_record_len(NULL) == 0, "max_record_len(NULL)");
     CHECK(xbzrle_sender_get_stats(NULL, NULL) == XBZRLE_ERR_NULL, "stats(NULL)");
@@ -402,14 +411,339 @@ static void decisions(void) {
     xbzrle_receiver_free(r);
 }
 
+static int stats_equal(const xbzrle_sender_stats *a, const xbzrle_sender_stats *b) {
+    return a->cache_size == b->cache_size && a->bytes == b->bytes && a->pages == b->pages &&
+           a->cache_miss == b->cache_miss && a->cache_miss_rate == b->cache_miss_rate &&
+           a->encoding_rate == b->encoding_rate && a->overflow == b->overflow &&
+           a->stage == b->stage && a->generation == b->generation &&
+           a->pages_processed == b->pages_processed && a->zero_pages == b->zero_pages &&
+           a->raw_pages == b->raw_pages && a->xbzrle_pages == b->xbzrle_pages &&
+           a->skipped_pages == b->skipped_pages && a->wire_bytes == b->wire_bytes &&
+           a->cache_pages == b->cache_pages && a->cache_capacity == b->cache_capacity &&
+           a->cache_allocated_bytes == b->cache_allocated_bytes;
+}
+
+static xbzrle_sender_stats get_stats(const xbzrle_sender *s) {
+    xbzrle_sender_stats st;
+    memset(&st, 0, sizeof st);
+    CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK, "get_stats");
+    return st;
+}
+
+/* xbzrle_sender_end_bulk_stage: the bulk stage ends mid-pass without a dirty sync. */
+static void end_bulk_stage(void) {
+    xbzrle_sender_config c;
+    xbzrle_sender *s = NULL;
+    xbzrle_sent sent;
+    xbzrle_sender_stats st;
+    uint8_t page[PAGE];
+    uint8_t *out;
+    size_t cap;
+
+    xbzrle_sender_config_default(&c);
+    c.cache_bytes = 4 * PAGE;
+    CHECK(xbzrle_sender_new(&c, &s) == XBZRLE_OK && s != NULL, "sender_new");
+    if (!s) {
+        return;
+    }
+    cap = xbzrle_sender_max_record_len(s);
+    out = xmalloc(cap);
+    fill_random(page, PAGE);
+
+    CHECK(xbzrle_sender_start_pass(s) == XBZRLE_OK, "pass 1");
+    CHECK(xbzrle_sender_save_page(s, 0, page, PAGE, out, cap, &sent) == XBZRLE_OK &&
+              sent.action == XBZRLE_ACTION_RAW && sent.raw_reason == XBZRLE_RAW_BULK,
+          "bulk page before the end of the bulk stage");
+    st = get_stats(s);
+    CHECK(st.stage == XBZRLE_STAGE_BULK && st.generation == 1 && st.cache_miss == 0 &&
+              st.cache_pages == 0,
+          "bulk: stage %d generation %llu", st.stage, (unsigned long long)st.generation);
+
+    /* Mid-pass: the very next page is looked up, counted as a miss and inserted. */
+    CHECK(xbzrle_sender_end_bulk_stage(s) == XBZRLE_OK, "end_bulk_stage");
+    st = get_stats(s);
+    CHECK(st.stage == XBZRLE_STAGE_ITERATIVE && st.generation == 1,
+          "not a dirty sync: stage %d generation %llu", st.stage,
+          (unsigned long long)st.generation);
+    CHECK(xbzrle_sender_save_page(s, 1, page, PAGE, out, cap, &sent) == XBZRLE_OK &&
+              sent.action == XBZRLE_ACTION_RAW && sent.raw_reason == XBZRLE_RAW_MISS,
+          "first page after end_bulk_stage: action %d reason %d", sent.action,
+          sent.raw_reason);
+    st = get_stats(s);
+    CHECK(st.cache_miss == 1 && st.cache_pages == 1, "miss counted %llu, cached %zu",
+          (unsigned long long)st.cache_miss, st.cache_pages);
+    page[17] ^= 0x11;
+    CHECK(xbzrle_sender_save_page(s, 1, page, PAGE, out, cap, &sent) == XBZRLE_OK &&
+              sent.action == XBZRLE_ACTION_XBZRLE,
+          "a hit in the same pass");
+
+    /* Idempotent. */
+    CHECK(xbzrle_sender_end_bulk_stage(s) == XBZRLE_OK, "end_bulk_stage again");
+    st = get_stats(s);
+    CHECK(st.stage == XBZRLE_STAGE_ITERATIVE && st.generation == 1 && st.cache_miss == 1 &&
+              st.pages == 1 && st.pages_processed == 3,
+          "second call changed something");
+    CHECK(xbzrle_sender_start_pass(s) == XBZRLE_OK, "pass 2");
+    CHECK(xbzrle_sender_end_bulk_stage(s) == XBZRLE_OK, "end_bulk_stage after the bulk stage");
+    st = get_stats(s);
+    CHECK(st.stage == XBZRLE_STAGE_ITERATIVE && st.generation == 2,
+          "pass 2: stage %d generation %llu", st.stage, (unsigned long long)st.generation);
+
+    /* No effect in the last stage. */
+    CHECK(xbzrle_sender_start_last_stage(s) == XBZRLE_OK, "last stage");
+    CHECK(xbzrle_sender_end_bulk_stage(s) == XBZRLE_OK, "end_bulk_stage in the last stage");
+    st = get_stats(s);
+    CHECK(st.stage == XBZRLE_STAGE_LAST && st.generation == 3, "last: stage %d", st.stage);
+    CHECK(xbzrle_sender_save_page(s, 2, page, PAGE, out, cap, &sent) == XBZRLE_OK &&
+              sent.raw_reason == XBZRLE_RAW_MISS && get_stats(s).cache_pages == 1,
+          "last stage inserts nothing");
+    free(out);
+    xbzrle_sender_free(s);
+
+    /* Before the first pass: no bulk stage at all. */
+    CHECK(xbzrle_sender_new(&c, &s) == XBZRLE_OK, "sender_new");
+    if (!s) {
+        return;
+    }
+    out = xmalloc(cap);
+    CHECK(xbzrle_sender_end_bulk_stage(s) == XBZRLE_OK && xbzrle_sender_start_pass(s) ==
+              XBZRLE_OK,
+          "end_bulk_stage before the first pass");
+    CHECK(get_stats(s).stage == XBZRLE_STAGE_ITERATIVE, "no bulk stage");
+    CHECK(xbzrle_sender_save_page(s, 0, page, PAGE, out, cap, &sent) == XBZRLE_OK &&
+              sent.raw_reason == XBZRLE_RAW_MISS,
+          "first page is a miss");
+    free(out);
+    xbzrle_sender_free(s);
+}
+
+/* xbzrle_sender_save_zero_page against xbzrle_sender_save_page on a zero page: the same
+ * action, record, statistics and later behaviour, in every stage, for several cache and
+ * admission configurations. */
+static void save_zero_page(void) {
+    static const uint32_t kinds[] = {XBZRLE_CACHE_DIRECT_MAPPED, XBZRLE_CACHE_SET_ASSOCIATIVE};
+    static const uint32_t admissions[] = {XBZRLE_ADMIT_ALWAYS, XBZRLE_ADMIT_AFTER_BULK,
+                                          XBZRLE_ADMIT_FREQUENCY};
+    /* Situations: dirty syncs before the zero page ('p' pass, 'e' end_bulk_stage, 'l' last
+     * stage, 's' save page 3 with busy content). */
+    static const char *const situations[] = {"p", "ps", "pse", "pp", "pps", "ppsp", "ppspsp",
+                                             "ppsl", "ppl", "psl"};
+    uint8_t busy[PAGE], zero[PAGE], poke[PAGE];
+    uint8_t *out_a, *out_b;
+    size_t k, a, i, cap;
+    int stages_seen[3] = {0, 0, 0};
+
+    fill_random(busy, PAGE);
+    memset(zero, 0, PAGE);
+    memcpy(poke, zero, PAGE);
+    poke[9] = 0x42;
+    for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        for (a = 0; a < sizeof admissions / sizeof admissions[0]; a++) {
+            for (i = 0; i < sizeof situations / sizeof situations[0]; i++) {
+                xbzrle_sender_config c;
+                xbzrle_sender *sa = NULL, *sb = NULL; /* sa scans, sb is told */
+                xbzrle_sent ra, rb;
+                xbzrle_sender_stats st_a, st_b;
+                const char *step;
+                int round;
+
+                xbzrle_sender_config_default(&c);
+                c.cache_bytes = 4 * PAGE;
+                c.cache_kind = kinds[k];
+                c.ways = 2;
+                c.admission = admissions[a];
+                c.admission_min_passes = 2;
+                c.admission_counters = 64;
+                CHECK(xbzrle_sender_new(&c, &sa) == XBZRLE_OK &&
+                          xbzrle_sender_new(&c, &sb) == XBZRLE_OK,
+                      "senders");
+                if (!sa || !sb) {
+                    return;
+                }
+                cap = xbzrle_sender_max_record_len(sa);
+                out_a = xmalloc(cap);
+                out_b = xmalloc(cap);
+                for (step = situations[i]; *step; step++) {
+                    const xbzrle_sender *both[2];
+                    int j;
+                    both[0] = sa;
+                    both[1] = sb;
+                    for (j = 0; j < 2; j++) {
+                        switch (*step) {
+                        case 'p':
+                            xbzrle_sender_start_pass(both[j]);
+                            break;
+                        case 'e':
+                            xbzrle_sender_end_bulk_stage(both[j]);
+                            break;
+                        case 'l':
+                            xbzrle_sender_start_last_stage(both[j]);
+                            break;
+                        default:
+                            xbzrle_sender_save_page(both[j], 3, busy, PAGE, out_a, cap, &ra);
+                        }
+                    }
+                }
+                st_a = get_stats(sa);
+                stages_seen[st_a.stage] = 1;
+                for (round = 0; round < 3; round++) {
+                    memset(out_a, 0xee, cap);
+                    memset(out_b, 0xee, cap);
+                    if (round == 0) {
+                        CHECK(xbzrle_sender_save_page(sa, 3, zero, PAGE, out_a, cap, &ra) ==
+                                      XBZRLE_OK &&
+                                  xbzrle_sender_save_zero_page(sb, 3, out_b, cap, &rb) ==
+                                      XBZRLE_OK,
+                              "zero page saves");
+                        CHECK(rb.action == XBZRLE_ACTION_ZERO &&
+                                  rb.raw_reason == XBZRLE_RAW_NONE &&
+                                  rb.record_len == XBZRLE_ZERO_RECORD_LEN && out_b[0] == 0x02 &&
+                                  be64(out_b + 1) == 3 && out_b[HDR] == 0 &&
+                                  out_b[XBZRLE_ZERO_RECORD_LEN] == 0xee,
+                              "zero record: action %d len %zu", rb.action, rb.record_len);
+                    } else {
+                        /* A small write into the page afterwards: XBZRLE only if the cache
+                         * entry became zeros, on both senders alike. */
+                        CHECK(xbzrle_sender_save_page(sa, 3, poke, PAGE, out_a, cap, &ra) ==
+                                      XBZRLE_OK &&
+                                  xbzrle_sender_save_page(sb, 3, poke, PAGE, out_b, cap, &rb) ==
+                                      XBZRLE_OK,
+                              "later saves");
+                        xbzrle_sender_start_pass(sa);
+                        xbzrle_sender_start_pass(sb);
+                    }
+                    CHECK(ra.action == rb.action && ra.raw_reason == rb.raw_reason &&
+                              ra.record_len == rb.record_len &&
+                              memcmp(out_a, out_b, ra.record_len) == 0,
+                          "kind %u admission %u situation %s round %d: action %d/%d len "
+                          "%zu/%zu",
+                          kinds[k], admissions[a], situations[i], round, ra.action, rb.action,
+                          ra.record_len, rb.record_len);
+                    st_a = get_stats(sa);
+                    st_b = get_stats(sb);
+                    CHECK(stats_equal(&st_a, &st_b),
+                          "kind %u admission %u situation %s round %d: statistics differ "
+                          "(zero %llu/%llu, cached %zu/%zu)",
+                          kinds[k], admissions[a], situations[i], round,
+                          (unsigned long long)st_a.zero_pages,
+                          (unsigned long long)st_b.zero_pages, st_a.cache_pages,
+                          st_b.cache_pages);
+                }
+                free(out_a);
+                free(out_b);
+                xbzrle_sender_free(sa);
+                xbzrle_sender_free(sb);
+            }
+        }
+    }
+    CHECK(stages_seen[XBZRLE_STAGE_BULK] && stages_seen[XBZRLE_STAGE_ITERATIVE] &&
+              stages_seen[XBZRLE_STAGE_LAST],
+          "a stage is not covered");
+
+    /* The cache effect itself: after the bulk stage a missing entry becomes a zero page,
+     * so a small write then goes as a 3-byte delta. */
+    {
+        xbzrle_sender_config c;
+        xbzrle_sender *s = NULL;
+        xbzrle_sent sent;
+        uint8_t out[HDR + 3 + PAGE];
+        xbzrle_sender_config_default(&c);
+        c.cache_bytes = 4 * PAGE;
+        CHECK(xbzrle_sender_new(&c, &s) == XBZRLE_OK, "sender_new");
+        if (!s) {
+            return;
+        }
+        xbzrle_sender_start_pass(s);
+        xbzrle_sender_start_pass(s);
+        CHECK(xbzrle_sender_save_zero_page(s, 5, out, sizeof out, &sent) == XBZRLE_OK &&
+                  get_stats(s).cache_pages == 1 && get_stats(s).cache_miss == 0,
+              "zero page inserted, no lookup counted");
+        xbzrle_sender_start_pass(s);
+        CHECK(xbzrle_sender_save_page(s, 5, poke, PAGE, out, sizeof out, &sent) == XBZRLE_OK &&
+                  sent.action == XBZRLE_ACTION_XBZRLE && sent.record_len == HDR + 3 + 3,
+              "small write into the zero page: action %d len %zu", sent.action,
+              sent.record_len);
+        xbzrle_sender_free(s);
+    }
+}
+
+/* Error paths of xbzrle_sender_save_zero_page: nothing written, nothing counted. */
+static void save_zero_page_errors(void) {
+    xbzrle_sender_config c;
+    xbzrle_sender *s = NULL;
+    xbzrle_sent sent;
+    xbzrle_sender_stats before, after;
+    uint8_t out[XBZRLE_ZERO_RECORD_LEN + 4];
+    size_t i;
+
+    xbzrle_sender_config_default(&c);
+    c.cache_bytes = 4 * PAGE;
+    CHECK(xbzrle_sender_new(&c, &s) == XBZRLE_OK, "sender_new");
+    if (!s) {
+        return;
+    }
+    xbzrle_sender_start_pass(s);
+    xbzrle_sender_start_pass(s);
+    before = get_stats(s);
+    memset(out, 0xee, sizeof out);
+    sent.action = XBZRLE_ACTION_SKIPPED;
+    sent.record_len = 12345;
+    CHECK(xbzrle_sender_save_zero_page(s, 1, NULL, sizeof out, &sent) == XBZRLE_ERR_NULL,
+          "NULL out");
+    CHECK(xbzrle_sender_save_zero_page(s, 1, out, sizeof out, NULL) == XBZRLE_ERR_NULL,
+          "NULL sent");
+    CHECK(xbzrle_sender_save_zero_page(s, 1, out, XBZRLE_ZERO_RECORD_LEN - 1, &sent) ==
+              XBZRLE_ERR_OVERFLOW,
+          "output one byte too small");
+    CHECK(xbzrle_sender_save_zero_page(s, 1, out, 0, &sent) == XBZRLE_ERR_OVERFLOW,
+          "empty output");
+    CHECK(xbzrle_sender_save_zero_page(s, 1, out, SIZE_MAX, &sent) ==
+              XBZRLE_ERR_INVALID_ARGUMENT,
+          "out_cap above PTRDIFF_MAX");
+    for (i = 0; i < sizeof out; i++) {
+        CHECK(out[i] == 0xee, "a failed call wrote out[%zu]", i);
+    }
+    CHECK(sent.action == XBZRLE_ACTION_SKIPPED && sent.record_len == 12345,
+          "a failed call wrote *sent");
+    after = get_stats(s);
+    CHECK(stats_equal(&before, &after) && after.cache_pages == 0,
+          "a failed call changed the sender");
+
+    /* Exactly the record length is enough, and nothing past it is written. */
+    CHECK(xbzrle_sender_save_zero_page(s, 1, out, XBZRLE_ZERO_RECORD_LEN, &sent) == XBZRLE_OK &&
+              sent.action == XBZRLE_ACTION_ZERO &&
+              sent.record_len == XBZRLE_ZERO_RECORD_LEN,
+          "exact output");
+    CHECK(out[XBZRLE_ZERO_RECORD_LEN] == 0xee && out[XBZRLE_ZERO_RECORD_LEN + 3] == 0xee,
+          "wrote past the record");
+    after = get_stats(s);
+    CHECK(after.zero_pages == 1 && after.pages_processed == 1 && after.cache_pages == 1 &&
+              after.wire_bytes == XBZRLE_ZERO_RECORD_LEN,
+          "zero page counted: zero %llu processed %llu",
+          (unsigned long long)after.zero_pages, (unsigned long long)after.pages_processed);
+    xbzrle_sender_free(s);
+}
+
 /* A whole migration of `pages` pages: bulk pass, dirtying passes, last stage; the
  * destination must end equal to the source. */
-static void migrate(const char *name, const xbzrle_sender_config *c, size_t pages) {
+static int is_zero(const uint8_t *p, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (p[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void migrate(const char *name, const xbzrle_sender_config *c, size_t pages,
+                    int end_bulk_mid_pass) {
     size_t page_size = c->page_size, mem_len = pages * page_size, cap, p;
     uint8_t *src = xmalloc(mem_len), *dst = xmalloc(mem_len), *dirty = xmalloc(pages), *wire;
     xbzrle_sender *s = NULL;
     xbzrle_receiver *r = NULL;
     xbzrle_sender_stats st;
+    uint64_t caller_zero = 0;
     int pass;
 
     CHECK(xbzrle_sender_new(c, &s) == XBZRLE_OK, "%s: sender", name);
@@ -436,9 +770,20 @@ static void migrate(const char *name, const xbzrle_sender_config *c, size_t page
                 continue;
             }
             dirty[p] = 0;
-            CHECK(xbzrle_sender_save_page(s, p, src + p * page_size, page_size, wire, cap,
-                                          &sent) == XBZRLE_OK,
-                  "%s: save", name);
+            if (pass == 0 && p == pages / 2 && end_bulk_mid_pass) {
+                CHECK(xbzrle_sender_end_bulk_stage(s) == XBZRLE_OK, "%s: end bulk", name);
+            }
+            if (p % 2 == 0 && is_zero(src + p * page_size, page_size)) {
+                /* The caller detected the zero page itself. */
+                CHECK(xbzrle_sender_save_zero_page(s, p, wire, cap, &sent) == XBZRLE_OK &&
+                          sent.action == XBZRLE_ACTION_ZERO,
+                      "%s: save zero", name);
+                caller_zero++;
+            } else {
+                CHECK(xbzrle_sender_save_page(s, p, src + p * page_size, page_size, wire, cap,
+                                              &sent) == XBZRLE_OK,
+                      "%s: save", name);
+            }
             if (sent.record_len > 0) {
                 CHECK(xbzrle_receiver_apply_record(r, wire, sent.record_len, dst, mem_len,
                                                    &number, &consumed) == XBZRLE_OK &&
@@ -468,6 +813,8 @@ static void migrate(const char *name, const xbzrle_sender_config *c, size_t page
     CHECK(memcmp(src, dst, mem_len) == 0, "%s: destination differs from source", name);
     CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK && st.xbzrle_pages > 0, "%s: no XBZRLE",
           name);
+    CHECK(caller_zero > 0 && st.zero_pages >= caller_zero, "%s: zero pages %llu of %llu", name,
+          (unsigned long long)caller_zero, (unsigned long long)st.zero_pages);
     printf("%s: %llu pages, %llu xbzrle, %llu raw, %llu zero, %llu skipped, %llu misses\n", name,
            (unsigned long long)st.pages_processed, (unsigned long long)st.xbzrle_pages,
            (unsigned long long)st.raw_pages, (unsigned long long)st.zero_pages,
@@ -585,25 +932,29 @@ int main(void) {
     config_errors();
     huge_sizes();
     decisions();
+    end_bulk_stage();
+    save_zero_page();
+    save_zero_page_errors();
 
     xbzrle_sender_config_default(&c);
     c.cache_bytes = 64 * PAGE;
-    migrate("direct-mapped, after bulk", &c, 256);
+    migrate("direct-mapped, after bulk", &c, 256, 0);
+    migrate("direct-mapped, after bulk, bulk ended mid-pass", &c, 256, 1);
     c.cache_kind = XBZRLE_CACHE_SET_ASSOCIATIVE;
     c.ways = 4;
     c.replacement = XBZRLE_REPLACEMENT_LIFETIME;
     c.admission = XBZRLE_ADMIT_FREQUENCY;
     c.admission_min_passes = 2;
     c.admission_counters = 1024;
-    migrate("4-way lifetime, frequency", &c, 256);
+    migrate("4-way lifetime, frequency", &c, 256, 1);
     c.replacement = XBZRLE_REPLACEMENT_LRU;
     c.admission = XBZRLE_ADMIT_ALWAYS;
     c.shards = 4;
-    migrate("4-way LRU, always, 4 shards", &c, 256);
+    migrate("4-way LRU, always, 4 shards", &c, 256, 0);
     c.page_size = 1000; /* odd page size */
     c.cache_bytes = 32 * 1000;
     c.replacement = XBZRLE_REPLACEMENT_FREQUENCY;
-    migrate("1000-byte pages", &c, 100);
+    migrate("1000-byte pages", &c, 100, 1);
     threaded_migration();
     return check_summary("test_policy");
 }

@@ -62,6 +62,34 @@ impl DirectMappedCache {
         self.slot(page)
             .filter(|&s| self.entries[s].valid && self.entries[s].page == page)
     }
+
+    /// [`PageCache::insert`] with the new content written by `write` into the slot.
+    fn store(&mut self, page: u64, generation: u64, write: impl FnOnce(&mut [u8])) -> bool {
+        let Some(slot) = self.slot(page) else {
+            return false;
+        };
+        let entry = self.entries[slot];
+        if entry.valid
+            && entry.page != page
+            && entry.age.saturating_add(CACHED_PAGE_LIFETIME) > generation
+        {
+            return false;
+        }
+        let Some(copy) = self.pages.page_mut(slot) else {
+            // The page data could not be allocated: not cached, the page goes raw.
+            return false;
+        };
+        write(copy);
+        if !entry.valid {
+            self.len += 1;
+        }
+        self.entries[slot] = Entry {
+            page,
+            age: generation,
+            valid: true,
+        };
+        true
+    }
 }
 
 impl PageCache for DirectMappedCache {
@@ -106,30 +134,11 @@ impl PageCache for DirectMappedCache {
             self.page_size(),
             "insert needs exactly one page"
         );
-        let Some(slot) = self.slot(page) else {
-            return false;
-        };
-        let entry = self.entries[slot];
-        if entry.valid
-            && entry.page != page
-            && entry.age.saturating_add(CACHED_PAGE_LIFETIME) > generation
-        {
-            return false;
-        }
-        let Some(copy) = self.pages.page_mut(slot) else {
-            // The page data could not be allocated: not cached, the page goes raw.
-            return false;
-        };
-        copy.copy_from_slice(data);
-        if !entry.valid {
-            self.len += 1;
-        }
-        self.entries[slot] = Entry {
-            page,
-            age: generation,
-            valid: true,
-        };
-        true
+        self.store(page, generation, |copy| copy.copy_from_slice(data))
+    }
+
+    fn insert_zero(&mut self, page: u64, generation: u64) -> bool {
+        self.store(page, generation, |copy| copy.fill(0))
     }
 
     fn remove(&mut self, page: u64) -> bool {

@@ -28,6 +28,7 @@ mod direct;
 mod set_assoc;
 
 use crate::config::ConfigError;
+use crate::fallible;
 
 pub use direct::DirectMappedCache;
 pub use set_assoc::SetAssociativeCache;
@@ -73,6 +74,19 @@ pub trait PageCache: Send {
     /// # Panics
     /// If `data.len() != self.page_size()`.
     fn insert(&mut self, page: u64, data: &[u8], generation: u64) -> bool;
+    /// Like [`Self::insert`] with an all-zero page as `data`: what a zero-page record
+    /// leaves on the receiver (QEMU's `xbzrle_cache_zero_page`), for a caller that knows
+    /// the page is zero without holding its bytes. Same replacement rule, same result.
+    ///
+    /// The provided implementation allocates a zeroed page (returning `false` if that
+    /// allocation fails) and calls [`Self::insert`]; the crate's caches override it to fill
+    /// the slot in place, allocating nothing per call.
+    fn insert_zero(&mut self, page: u64, generation: u64) -> bool {
+        match fallible::zeroed(self.page_size()) {
+            Ok(zeros) => self.insert(page, &zeros, generation),
+            Err(_) => false,
+        }
+    }
     /// Drops the copy of `page`; returns whether there was one. Page data is not written.
     fn remove(&mut self, page: u64) -> bool;
     /// Changes the budget to `bytes`, keeping the cached pages that still fit (on a

@@ -155,6 +155,44 @@ impl SetAssociativeCache {
         set.filter(|&i| !self.protected(&self.entries[i], generation))
             .min_by_key(|&i| self.keep_key(&self.entries[i], generation))
     }
+
+    /// [`PageCache::insert`] with the new content written by `write` into the slot.
+    fn store(&mut self, page: u64, generation: u64, write: impl FnOnce(&mut [u8])) -> bool {
+        let slot = match self.find(page) {
+            Some(slot) => {
+                // Rewriting a cached page (zero page, bulk resend) is a use of it.
+                self.touch(slot, generation, true);
+                slot
+            }
+            None => {
+                let Some(set) = self.set_range(page) else {
+                    return false;
+                };
+                let Some(slot) = self.victim(set, generation) else {
+                    return false;
+                };
+                if !self.pages.allocate() {
+                    // The page data could not be allocated: not cached, the page goes raw.
+                    return false;
+                }
+                if !self.entries[slot].valid {
+                    self.len += 1;
+                }
+                self.entries[slot] = Entry {
+                    page,
+                    valid: true,
+                    ..Entry::default()
+                };
+                self.touch(slot, generation, false);
+                slot
+            }
+        };
+        // Allocated: a valid entry exists or `allocate` succeeded above.
+        if let Some(copy) = self.pages.page_mut(slot) {
+            write(copy);
+        }
+        true
+    }
 }
 
 impl PageCache for SetAssociativeCache {
@@ -199,40 +237,11 @@ impl PageCache for SetAssociativeCache {
             self.page_size(),
             "insert needs exactly one page"
         );
-        let slot = match self.find(page) {
-            Some(slot) => {
-                // Rewriting a cached page (zero page, bulk resend) is a use of it.
-                self.touch(slot, generation, true);
-                slot
-            }
-            None => {
-                let Some(set) = self.set_range(page) else {
-                    return false;
-                };
-                let Some(slot) = self.victim(set, generation) else {
-                    return false;
-                };
-                if !self.pages.allocate() {
-                    // The page data could not be allocated: not cached, the page goes raw.
-                    return false;
-                }
-                if !self.entries[slot].valid {
-                    self.len += 1;
-                }
-                self.entries[slot] = Entry {
-                    page,
-                    valid: true,
-                    ..Entry::default()
-                };
-                self.touch(slot, generation, false);
-                slot
-            }
-        };
-        // Allocated: a valid entry exists or `allocate` succeeded above.
-        if let Some(copy) = self.pages.page_mut(slot) {
-            copy.copy_from_slice(data);
-        }
-        true
+        self.store(page, generation, |copy| copy.copy_from_slice(data))
+    }
+
+    fn insert_zero(&mut self, page: u64, generation: u64) -> bool {
+        self.store(page, generation, |copy| copy.fill(0))
     }
 
     fn remove(&mut self, page: u64) -> bool {

@@ -8,7 +8,8 @@
 //! conventions with the Rust API's results; the `size_t` codec functions return the
 //! status and lengths the Rust API implies and leave the page untouched on a rejected
 //! delta; a sender made from an arbitrary configuration either is refused or migrates
-//! pages that a receiver applies to identical memory; arbitrary records given to the
+//! pages (some zero pages through `xbzrle_sender_save_zero_page`, the bulk stage sometimes
+//! ended mid-pass) that a receiver applies to identical memory; arbitrary records given to the
 //! receiver are refused without touching memory.
 //!
 //! Input layout: a sequence of operations, each an opcode byte then its fields (see
@@ -353,17 +354,32 @@ fn sender_and_receiver(r: &mut Reader<'_>) {
                 raw_reason: xbzrle_raw_reason::XBZRLE_RAW_NONE,
                 record_len: 0,
             };
-            // SAFETY: all buffers are live and of the lengths passed.
-            let status = unsafe {
-                xbzrle_sender_save_page(
-                    sender,
-                    page as u64,
-                    data.as_ptr(),
-                    page_size,
-                    record.as_mut_slice().as_mut_ptr(),
-                    max_record,
-                    &mut sent,
-                )
+            if flags & 4 != 0 && page == pages / 2 {
+                // A caller that knows its first round over RAM ends here.
+                // SAFETY: the handle is live.
+                let status = unsafe { xbzrle_sender_end_bulk_stage(sender) };
+                assert_eq!(status, xbzrle_status::XBZRLE_OK);
+            }
+            let out = record.as_mut_slice().as_mut_ptr();
+            let status = if flags & 8 != 0 && data.iter().all(|&b| b == 0) {
+                // A QEMU-like caller that found the zero page itself.
+                // SAFETY: all buffers are live and of the lengths passed.
+                unsafe {
+                    xbzrle_sender_save_zero_page(sender, page as u64, out, max_record, &mut sent)
+                }
+            } else {
+                // SAFETY: all buffers are live and of the lengths passed.
+                unsafe {
+                    xbzrle_sender_save_page(
+                        sender,
+                        page as u64,
+                        data.as_ptr(),
+                        page_size,
+                        out,
+                        max_record,
+                        &mut sent,
+                    )
+                }
             };
             assert_eq!(status, xbzrle_status::XBZRLE_OK);
             if sent.record_len == 0 {

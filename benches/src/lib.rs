@@ -8,6 +8,12 @@
 
 use xbzrle::{Encoded, Kernel, KernelUnavailable};
 
+/// The Rust examples of the repository's top-level `README.md`, run as doctests (this is
+/// the workspace's unpublished library crate, so the file outside the crate is fine here).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct TopLevelReadme;
+
 /// Applies a delta to `page` in place, one `copy_from_slice` per changed run, and returns
 /// the offset just past the last changed run; `None` if the delta is malformed (it stops
 /// there, the runs before are already applied). Lengths are full ULEB128.

@@ -11,6 +11,7 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 
+use crate::SplitMix64;
 use crate::snapshots::SnapshotSeries;
 
 /// Page size of the synthetic benchmarks (and of x86-64 guests).
@@ -109,7 +110,7 @@ impl Pattern {
             Pattern::QuarterRunsOfSixteen => {
                 for stretch in new.chunks_mut(64) {
                     // 41 offsets: the run ends at most at byte 56 of its stretch.
-                    let start = (rng.next() % 41) as usize;
+                    let start = (rng.next_u64() % 41) as usize;
                     let end = stretch.len().min(start + 16);
                     if let Some(run) = stretch.get_mut(start..end) {
                         change(&mut rng, run);
@@ -130,7 +131,7 @@ impl fmt::Display for Pattern {
 /// Changes every byte of `run` (XOR with a pseudo-random non-zero value).
 fn change(rng: &mut SplitMix64, run: &mut [u8]) {
     for byte in run {
-        *byte ^= (rng.next() % 255) as u8 + 1;
+        *byte ^= (rng.next_u64() % 255) as u8 + 1;
     }
 }
 
@@ -295,31 +296,6 @@ impl AlignedBytes {
     fn as_mut_slice(&mut self) -> &mut [u8] {
         let start = self.start();
         &mut self.storage[start..start + self.len]
-    }
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast and good enough for test data.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn fill(&mut self, bytes: &mut [u8]) {
-        for chunk in bytes.chunks_mut(8) {
-            let word = self.next().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
     }
 }
 

@@ -6,6 +6,8 @@
 
 use anyhow::ensure;
 
+use xbzrle_workloads::SplitMix64;
+
 use super::memory::{DirtyLog, GuestMemory};
 
 /// A running guest.
@@ -14,45 +16,6 @@ pub(crate) trait Guest {
     fn memory(&self) -> &GuestMemory;
     /// Lets the guest run for `seconds` of simulated time, marking what it writes.
     fn run(&mut self, seconds: f64, dirty: &mut DirtyLog);
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny deterministic generator.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator starting from `seed`.
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        // Multiply-shift: unbiased enough for simulation (bias below 2^-64 * n).
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// Fills `bytes` with random bytes.
-    pub(crate) fn fill(&mut self, bytes: &mut [u8]) {
-        for chunk in bytes.chunks_mut(8) {
-            let word = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-    }
 }
 
 /// `count` distinct page numbers out of `0..pages` in random order: where the pages of a

@@ -63,12 +63,13 @@ fn workloads(pages: usize, real: Option<&PageSet>) -> Vec<Workload> {
     all
 }
 
-/// Short measurements: the machine is shared and the suite must finish in minutes.
+/// Short measurements, so that the suite finishes in minutes; 30 samples of 2 s in all
+/// per benchmark, so that the median rides out the bursts of a shared machine.
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>, page_size: usize) {
     group
         .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
-        .sample_size(20)
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
         .throughput(Throughput::Bytes(page_size as u64));
 }
 

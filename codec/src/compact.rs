@@ -112,8 +112,8 @@ fn smallest_grouping(runs: &[Run]) -> Vec<usize> {
         for window in &mut windows {
             window.slide(runs, end, j, |a| key(&best, a));
             if let Some((first, k)) = window.min() {
-                let cost = usize::try_from(k + end as i64).expect("costs are positive")
-                    + window.size;
+                let cost =
+                    usize::try_from(k + end as i64).expect("costs are positive") + window.size;
                 // Prefer the later start on ties: fewer gaps copied.
                 if choice.is_none_or(|(c, f)| cost < c || (cost == c && first > f)) {
                     choice = Some((cost, first));

@@ -1,4 +1,5 @@
-//! The hardened decoder: QEMU's verdict on every input, safe on any input.
+//! The hardened decoder: QEMU's verdict on every input, safe on any input. Safe code only.
+#![forbid(unsafe_code)]
 
 use core::fmt;
 
@@ -67,62 +68,209 @@ impl std::error::Error for DecodeError {}
 ///
 /// On error, the runs before the faulty field have already been written (as in QEMU); use
 /// [`validate`] first to keep the page untouched on bad input.
+///
+/// Short pairs (a 1- or 2-byte unchanged-run length and a changed run of 1 to 127 bytes)
+/// take a fast path: the lengths are read without the general ULEB128 loop, from a
+/// fixed-size window while enough input remains, and runs of up to 16 bytes are written with
+/// two overlapping fixed-size moves instead of a `memcpy` call. A pair the fast path does
+/// not prove valid goes through the general path, so the verdict, the error and the page are
+/// those of the plain decoder.
 pub fn decode(delta: &[u8], page: &mut [u8]) -> Result<usize, DecodeError> {
-    walk(delta, page.len(), |at, data| {
+    let (mut i, mut d) = (0, 0);
+    while i < delta.len() {
+        (i, d) = fast_pairs(delta, i, d, page);
+        if i < delta.len() {
+            (i, d) = general_pair(delta, i, d, page)?;
+        }
+    }
+    Ok(d)
+}
+
+/// One pair through the general path, written to `page`.
+#[inline(never)]
+fn general_pair(
+    delta: &[u8],
+    i: usize,
+    d: usize,
+    page: &mut [u8],
+) -> Result<(usize, usize), DecodeError> {
+    let max_len_bytes = max_len_bytes(page.len());
+    pair(delta, i, d, page.len(), max_len_bytes, |at, data| {
         page[at..at + data.len()].copy_from_slice(data)
     })
+}
+
+/// Bytes the fast path reads at once from the start of a pair: at most 3 of lengths, then
+/// a run of up to 16 bytes.
+const WINDOW: usize = 3 + 16;
+
+/// The fast path: applies the pairs from delta offset `i` (page offset `d`) up to the end
+/// of the delta or the first pair it declines, and returns the offsets after the last pair
+/// applied.
+///
+/// It accepts a pair only when the pair is valid and short: a 1- or 2-byte unchanged-run
+/// length (0 only at delta offset 0), a 1-byte changed-run length of 1 to 127, the run
+/// inside the page and its data inside the delta. Each field then reads exactly as in
+/// [`pair`] (which also wants 2 bytes left at each length: implied by the data byte that
+/// follows), for any page length. A declined pair has not been written; the general path
+/// then gives the verdict.
+///
+/// While [`WINDOW`] bytes remain, a pair is read from a fixed-size window, so that a run of
+/// at most 16 bytes surely has its data inside the delta; the last pairs check every field
+/// against the end of the delta.
+#[inline(always)]
+fn fast_pairs(delta: &[u8], i: usize, mut d: usize, page: &mut [u8]) -> (usize, usize) {
+    let page_len = page.len();
+    let Some(mut rest) = delta.get(i..) else {
+        return (i, d);
+    };
+    // Only the first pair of the delta may have an unchanged run of length 0.
+    let mut zero_ok = i == 0;
+    // Applies the pair of lengths `$zrun` and `$n` whose data starts at `$data_at` in
+    // `rest`, `$data_fits` telling whether it lies inside the delta, and goes on with the
+    // next pair; leaves the loop when the fast path declines the pair. Expanded once per
+    // shape of lengths, so that the offset of the next pair is one add of the loaded length.
+    macro_rules! short_pair {
+        ($zrun:expr, $n:expr, $data_at:literal, $data_fits:expr) => {{
+            let (zrun, n): (usize, usize) = ($zrun, $n);
+            if zrun == 0 && !zero_ok {
+                break;
+            }
+            // `d <= page_len` and `zrun < 2^14`: no overflow.
+            let at = d + zrun;
+            if n.wrapping_sub(1) >= 0x7f || at + n > page_len || !$data_fits($data_at, n) {
+                break;
+            }
+            copy_run(&mut page[at..at + n], &rest[$data_at..$data_at + n]);
+            rest = &rest[$data_at + n..];
+            d = at + n;
+            zero_ok = false;
+        }};
+    }
+    while let Some(w) = rest.first_chunk::<WINDOW>() {
+        // A run of up to 16 bytes has its data inside the window.
+        let fits = |data_at: usize, n: usize| n <= 16 || rest.len() >= data_at + n;
+        if w[0] < 0x80 {
+            short_pair!(usize::from(w[0]), usize::from(w[1]), 2, fits);
+        } else if w[1] < 0x80 {
+            let zrun = usize::from(w[0] & 0x7f) | usize::from(w[1]) << 7;
+            short_pair!(zrun, usize::from(w[2]), 3, fits);
+        } else {
+            break;
+        }
+    }
+    loop {
+        match *rest {
+            [b0, n, ..] if b0 < 0x80 => {
+                let fits = |data_at: usize, n: usize| rest.len() >= data_at + n;
+                short_pair!(usize::from(b0), usize::from(n), 2, fits);
+            }
+            [b0, b1, n, ..] if b1 < 0x80 => {
+                let fits = |data_at: usize, n: usize| rest.len() >= data_at + n;
+                let zrun = usize::from(b0 & 0x7f) | usize::from(b1) << 7;
+                short_pair!(zrun, usize::from(n), 3, fits);
+            }
+            _ => break,
+        }
+    }
+    (delta.len() - rest.len(), d)
+}
+
+/// `dst.copy_from_slice(src)` (same length, at least 1): up to 16 bytes with two
+/// overlapping fixed-size moves (one for a single byte), which write nothing but the run
+/// (the page is not read, so a page out of cache costs no load), longer runs with
+/// `copy_from_slice`.
+#[inline(always)]
+fn copy_run(dst: &mut [u8], src: &[u8]) {
+    /// Copies the first and the last `N` bytes, if both slices are at least `N` long.
+    #[inline(always)]
+    fn ends<const N: usize>(dst: &mut [u8], src: &[u8]) -> bool {
+        match (
+            dst.first_chunk_mut::<N>(),
+            src.first_chunk::<N>(),
+            src.last_chunk::<N>(),
+        ) {
+            (Some(head), Some(first), Some(last)) => {
+                *head = *first;
+                if let Some(tail) = dst.last_chunk_mut::<N>() {
+                    *tail = *last;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+    let n = dst.len();
+    let done = match n {
+        8..=16 => ends::<8>(dst, src),
+        4..=7 => ends::<4>(dst, src),
+        2..=3 => ends::<2>(dst, src),
+        1 => ends::<1>(dst, src),
+        _ => false,
+    };
+    if !done {
+        dst.copy_from_slice(src);
+    }
 }
 
 /// Checks `delta` against a page of `page_len` bytes without writing anything; returns
 /// what [`decode`] would return.
 pub fn validate(delta: &[u8], page_len: usize) -> Result<usize, DecodeError> {
-    walk(delta, page_len, |_, _| {})
+    let max_len_bytes = max_len_bytes(page_len);
+    let (mut i, mut d) = (0, 0);
+    while i < delta.len() {
+        (i, d) = pair(delta, i, d, page_len, max_len_bytes, |_, _| {})?;
+    }
+    Ok(d)
 }
 
-/// Parses the delta, calling `apply(page_offset, data)` for each changed run after it has
-/// been checked to lie inside the page.
-fn walk(
-    delta: &[u8],
-    page_len: usize,
-    mut apply: impl FnMut(usize, &[u8]),
-) -> Result<usize, DecodeError> {
-    let max_len_bytes = if page_len <= crate::QEMU_MAX_LEN {
+/// Most ULEB128 bytes of a length for a page of `page_len` bytes: 2 up to QEMU's limit (as
+/// QEMU), 5 above.
+fn max_len_bytes(page_len: usize) -> usize {
+    if page_len <= crate::QEMU_MAX_LEN {
         2
     } else {
         crate::format::MAX_ULEB128_LEN
-    };
-    let mut i = 0;
-    let mut d = 0usize;
-    while i < delta.len() {
-        let (zrun, used) = read_len(delta, i, max_len_bytes)?;
-        if zrun == 0 && i != 0 {
-            return Err(DecodeError::new(DecodeErrorKind::ZeroUnchangedRun, i));
-        }
-        let zrun_at = i;
-        i += used;
-        d = d
-            .checked_add(zrun)
-            .filter(|&end| end <= page_len)
-            .ok_or(DecodeError::new(DecodeErrorKind::RunPastPage, zrun_at))?;
-        let (nzrun, used) = read_len(delta, i, max_len_bytes)?;
-        if nzrun == 0 {
-            return Err(DecodeError::new(DecodeErrorKind::ZeroChangedRun, i));
-        }
-        let nzrun_at = i;
-        i += used;
-        let end = d
-            .checked_add(nzrun)
-            .filter(|&end| end <= page_len)
-            .ok_or(DecodeError::new(DecodeErrorKind::RunPastPage, nzrun_at))?;
-        let data = delta
-            .get(i..)
-            .and_then(|rest| rest.get(..nzrun))
-            .ok_or(DecodeError::new(DecodeErrorKind::Truncated, i))?;
-        apply(d, data);
-        i += nzrun;
-        d = end;
     }
-    Ok(d)
+}
+
+/// The general path: parses the pair at delta offset `i` (page offset `d`) with every check
+/// of QEMU's decoder, calls `apply(page_offset, data)` for its changed run once it has been
+/// checked to lie inside the page, and returns the offsets after the pair.
+fn pair(
+    delta: &[u8],
+    mut i: usize,
+    d: usize,
+    page_len: usize,
+    max_len_bytes: usize,
+    apply: impl FnOnce(usize, &[u8]),
+) -> Result<(usize, usize), DecodeError> {
+    let (zrun, used) = read_len(delta, i, max_len_bytes)?;
+    if zrun == 0 && i != 0 {
+        return Err(DecodeError::new(DecodeErrorKind::ZeroUnchangedRun, i));
+    }
+    let zrun_at = i;
+    i += used;
+    let d = d
+        .checked_add(zrun)
+        .filter(|&end| end <= page_len)
+        .ok_or(DecodeError::new(DecodeErrorKind::RunPastPage, zrun_at))?;
+    let (nzrun, used) = read_len(delta, i, max_len_bytes)?;
+    if nzrun == 0 {
+        return Err(DecodeError::new(DecodeErrorKind::ZeroChangedRun, i));
+    }
+    let nzrun_at = i;
+    i += used;
+    let end = d
+        .checked_add(nzrun)
+        .filter(|&end| end <= page_len)
+        .ok_or(DecodeError::new(DecodeErrorKind::RunPastPage, nzrun_at))?;
+    let data = delta
+        .get(i..)
+        .and_then(|rest| rest.get(..nzrun))
+        .ok_or(DecodeError::new(DecodeErrorKind::Truncated, i))?;
+    apply(d, data);
+    Ok((i + nzrun, end))
 }
 
 /// Reads a ULEB128 length at `at`. Like QEMU, at least 2 bytes must remain (every length

@@ -15,6 +15,24 @@
 //!
 //! The fastest [`Kernel`] the CPU supports is detected once and used by the free
 //! functions; every kernel can also be called directly.
+//!
+//! ```
+//! let old = [0u8; 4096];
+//! let mut new = old;
+//! new[100..108].copy_from_slice(b"modified");
+//!
+//! let mut delta = [0u8; 4096];
+//! let xbzrle::Encoded::Delta(len) = xbzrle::encode(&old, &new, &mut delta) else {
+//!     panic!("8 changed bytes fit in a page");
+//! };
+//! assert_eq!(&delta[..len], b"\x64\x08modified"); // skip 100 bytes, then 8 new ones
+//!
+//! let mut page = old;
+//! assert_eq!(xbzrle::decode(&delta[..len], &mut page), Ok(108));
+//! assert_eq!(page, new);
+//! ```
+//!
+//! The crate's `README.md` has a longer example (run as a doctest).
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
@@ -28,6 +46,11 @@ mod kernel;
 pub use decode::{DecodeError, DecodeErrorKind, decode, validate};
 pub use encode::{Encoded, encode, encode_compact, encode_update};
 pub use kernel::{Kernel, KernelUnavailable};
+
+/// The examples of `README.md`, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// Longest length QEMU writes (two ULEB128 bytes). Pages up to this size are
 /// QEMU-compatible in both directions.

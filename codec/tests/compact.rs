@@ -25,9 +25,16 @@ fn compact(old: &[u8], new: &[u8]) -> Vec<u8> {
 fn check_compact(pair: &PagePair, capacities: impl IntoIterator<Item = usize>, align: usize) {
     let delta = compact(&pair.old, &pair.new);
     let canonical = canonical_oracle(&pair.old, &pair.new);
-    assert!(delta.len() <= canonical.len(), "{pair:?}: longer than canonical");
+    assert!(
+        delta.len() <= canonical.len(),
+        "{pair:?}: longer than canonical"
+    );
     assert_eq!(delta.is_empty(), pair.old == pair.new, "{pair:?}");
-    assert_eq!(delta.len(), smallest_delta_len(&pair.old, &pair.new), "{pair:?}: not the smallest");
+    assert_eq!(
+        delta.len(),
+        smallest_delta_len(&pair.old, &pair.new),
+        "{pair:?}: not the smallest"
+    );
     let mut page = pair.old.clone();
     xbzrle::decode(&delta, &mut page).unwrap_or_else(|e| panic!("{pair:?}: {e}"));
     assert!(page == pair.new, "{pair:?}: decodes to another page");
@@ -85,7 +92,9 @@ fn the_uleb128_step_at_128_decides() {
 
 #[test]
 fn compact_on_every_pattern_and_length() {
-    for len in [0, 1, 2, 7, 8, 63, 64, 65, 127, 128, 129, 300, 1000, 4096, 16384] {
+    for len in [
+        0, 1, 2, 7, 8, 63, 64, 65, 127, 128, 129, 300, 1000, 4096, 16384,
+    ] {
         for pattern in Pattern::for_len(len) {
             let pair = PagePair::new(pattern, len, 0xC0);
             let delta_len = compact(&pair.old, &pair.new).len();

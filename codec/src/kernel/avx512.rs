@@ -4,7 +4,7 @@
 use super::generic::{self, Block};
 use crate::encode::Encoded;
 use core::arch::x86_64::{
-    __m512i, _mm512_loadu_si512, _mm512_or_si512, _mm512_storeu_si512, _mm512_test_epi64_mask,
+    __m512i, _mm512_loadu_si512, _mm512_mask_storeu_epi8, _mm512_or_si512, _mm512_storeu_si512,
     _mm512_testn_epi8_mask, _mm512_xor_si512,
 };
 
@@ -72,13 +72,22 @@ impl Block for Avx512 {
 
     #[inline(always)]
     fn is_zero(self) -> bool {
-        // SAFETY: AVX-512BW is available (a block exists).
-        unsafe { _mm512_test_epi64_mask(self.0, self.0) == 0 }
+        // The same test as `zero_mask`, so that a block's two results share it.
+        self.zero_mask() == !0
     }
 
     #[inline(always)]
     fn zero_mask(self) -> u64 {
         // SAFETY: AVX-512BW is available (a block exists).
         unsafe { _mm512_testn_epi8_mask(self.0, self.0) }
+    }
+
+    const STORES_SELECTED: bool = true;
+
+    #[inline(always)]
+    unsafe fn store_selected(self, base: *mut u8, selected: u64) {
+        // SAFETY: a masked store accesses only the bytes of the set mask bits, writable
+        // (caller's contract); AVX-512BW is available (a block exists).
+        unsafe { _mm512_mask_storeu_epi8(base.cast(), selected, self.0) }
     }
 }

@@ -7,15 +7,19 @@
 //! current unchanged run, an all-different block only extends the changed run, and a mixed
 //! block is walked with `trailing_zeros` of the mask and of its complement. Four blocks at a
 //! time are first tested for "all equal" with one reduction, which keeps identical pages
-//! close to `memcmp` speed. The tail (`len % 64` bytes) is copied into zero-padded stack
-//! blocks, so nothing is read outside the pages.
+//! close to `memcmp` speed; in a group with changes, an unchanged block outside a changed
+//! run costs one test (no mask). The tail (`len % 64` bytes) is copied into zero-padded
+//! stack blocks, so nothing is read outside the pages.
 //!
-//! A changed run is written when it ends: its two ULEB128 lengths, then its bytes, copied in
-//! 64- and 16-byte chunks when the output and the page have room for the rounded-up length,
-//! exactly otherwise. For `encode_update`, each block of the new page is stored into the
-//! cached copy from the registers it was compared in, and changed bytes are copied out of
-//! the cached copy, so the delta and the refreshed copy agree even if the new page changes
-//! meanwhile.
+//! A changed run is written when it ends: its two ULEB128 lengths, then its bytes. A run of
+//! at most 64 bytes after an unchanged run shorter than 2^14 bytes (the common case) takes a
+//! fast path: both lengths stored without the general ULEB128 writer and the bytes copied
+//! with one 16- or 64-byte move when the output and the page have room for it; other runs
+//! are written exactly, out of line. For `encode_update`, each changed block of the new
+//! page is stored into the cached copy from the registers it was compared in, and changed
+//! bytes are copied out of the cached copy (or, with AVX-512, stored from those registers
+//! with a byte-masked store, which avoids reading back what was just stored), so the delta
+//! and the refreshed copy agree even if the new page changes meanwhile.
 
 use crate::encode::Encoded;
 use crate::format::{uleb128_len, write_uleb128};
@@ -59,6 +63,32 @@ pub(super) trait Block: Copy {
 
     /// Bit `j` set when byte `j` is zero.
     fn zero_mask(self) -> u64;
+
+    /// Whether [`Block::store_selected`] is one masked store (AVX-512BW). `encode_update`
+    /// then writes short changed runs from the registers the block was compared in,
+    /// instead of reading back the cached copy just refreshed (a store-to-load forwarding
+    /// stall).
+    const STORES_SELECTED: bool = false;
+
+    /// Stores byte `j` of the block at `base + j` for every bit `j` set in `selected`, and
+    /// nothing else.
+    ///
+    /// # Safety
+    /// `base + j` is valid for writing for every bit `j` set in `selected` (`base` itself
+    /// need not point into the same allocation).
+    #[inline(always)]
+    unsafe fn store_selected(self, base: *mut u8, selected: u64) {
+        let mut bytes = [0u8; BLOCK];
+        // SAFETY: `bytes` is 64 bytes long.
+        unsafe { self.store(bytes.as_mut_ptr()) };
+        let mut rest = selected;
+        while rest != 0 {
+            let j = rest.trailing_zeros() as usize;
+            // SAFETY: `base + j` is writable (caller's contract); `j < 64`.
+            unsafe { base.wrapping_add(j).write(bytes[j]) };
+            rest &= rest - 1;
+        }
+    }
 }
 
 /// Canonical encode with block type `B`.
@@ -159,35 +189,43 @@ impl<const UPDATE: bool> Pages<UPDATE> {
             in_changed: false,
             run_start: 0,
             zrun: 0,
+            fast_written_max: out.len() as isize - (3 + SHORT_RUN) as isize,
+            fast_start_max: len as isize - SHORT_RUN as isize,
         };
         let mut at = 0;
         'groups: while len - at >= GROUP * BLOCK {
             // SAFETY: the `GROUP` blocks from `at` are inside the pages (loop condition).
             let (mut new, mut diff) = unsafe { self.compare_group::<B>(at) };
-            if runs.in_changed {
-                if !any_changed(&diff) {
+            if !any_changed(&diff) {
+                if runs.in_changed {
                     // Nothing of this group needs refreshing.
                     runs.close(at)
                         .map_err(|Overflow| Overflowed { refreshed: at })?;
-                    at += GROUP * BLOCK;
-                    continue;
                 }
-            } else {
                 // The hot loop of unchanged pages: skip equal groups.
-                while !any_changed(&diff) {
+                loop {
                     at += GROUP * BLOCK;
                     if len - at < GROUP * BLOCK {
                         break 'groups;
                     }
                     // SAFETY: as above.
                     (new, diff) = unsafe { self.compare_group::<B>(at) };
+                    if any_changed(&diff) {
+                        break;
+                    }
                 }
             }
-            for k in 0..GROUP {
-                let mask = diff[k].zero_mask();
-                // SAFETY: the block is inside the pages.
-                unsafe { self.block(&mut runs, at + k * BLOCK, new[k], mask) }?;
-            }
+            // Block by block: an unchanged block outside a changed run needs nothing, not
+            // even its mask. Written out: a loop over the blocks is not unrolled and keeps
+            // them in memory.
+            // SAFETY: the four blocks from `at` are inside the pages (loop condition).
+            unsafe { self.group_block(&mut runs, at, new[0], diff[0]) }?;
+            // SAFETY: as above.
+            unsafe { self.group_block(&mut runs, at + BLOCK, new[1], diff[1]) }?;
+            // SAFETY: as above.
+            unsafe { self.group_block(&mut runs, at + 2 * BLOCK, new[2], diff[2]) }?;
+            // SAFETY: as above.
+            unsafe { self.group_block(&mut runs, at + 3 * BLOCK, new[3], diff[3]) }?;
             at += GROUP * BLOCK;
         }
         while len - at >= BLOCK {
@@ -242,6 +280,29 @@ impl<const UPDATE: bool> Pages<UPDATE> {
         (new, diff)
     }
 
+    /// Handles one full block of a group whose new bytes are `new` and XOR with the old
+    /// ones `diff`.
+    ///
+    /// # Safety
+    /// As for [`Pages::run`], and `at + BLOCK <= len`.
+    #[inline(always)]
+    unsafe fn group_block<B: Block>(
+        &self,
+        runs: &mut Runs,
+        at: usize,
+        new: B,
+        diff: B,
+    ) -> Result<(), Overflowed> {
+        if diff.is_zero() {
+            if runs.in_changed {
+                runs.close(at).map_err(|Overflow| Overflowed { refreshed: at })?;
+            }
+            return Ok(());
+        }
+        // SAFETY: the caller's contract.
+        unsafe { self.block(runs, at, new, diff.zero_mask()) }
+    }
+
     /// Handles one full block whose new bytes are `new` and equality mask is `mask`.
     ///
     /// # Safety
@@ -258,9 +319,10 @@ impl<const UPDATE: bool> Pages<UPDATE> {
             // SAFETY: the block is inside `cached` (caller's contract).
             unsafe { new.store(self.cached.wrapping_add(at)) };
         }
-        runs.block(at, mask).map_err(|Overflow| Overflowed {
-            refreshed: at + BLOCK,
-        })
+        runs.block::<B, UPDATE>(at, mask, new)
+            .map_err(|Overflow| Overflowed {
+                refreshed: at + BLOCK,
+            })
     }
 
     /// Handles the last `len - at` (< 64) bytes through zero-padded stack blocks.
@@ -289,9 +351,10 @@ impl<const UPDATE: bool> Pages<UPDATE> {
                 ptr::copy_nonoverlapping(new_buf.as_ptr(), self.cached.wrapping_add(at), rest)
             };
         }
-        runs.block(at, mask).map_err(|Overflow| Overflowed {
-            refreshed: self.len,
-        })
+        runs.block::<B, UPDATE>(at, mask, new)
+            .map_err(|Overflow| Overflowed {
+                refreshed: self.len,
+            })
     }
 }
 
@@ -312,13 +375,25 @@ struct Runs {
     run_start: usize,
     /// Length of the unchanged run before the current changed run.
     zrun: usize,
+    /// `cap - (3 + SHORT_RUN)` and `len - SHORT_RUN` (negative when smaller): the limits of
+    /// the fast path of [`Runs::close`] for `written` and for the run start.
+    fast_written_max: isize,
+    fast_start_max: isize,
 }
 
 impl Runs {
     /// Extends the runs over the block at `at` with equality mask `mask` (bits past the
     /// page set).
+    ///
+    /// `new` holds the new bytes of the block: with `UPDATE` and a kernel that stores
+    /// selected bytes, short runs are written from it (see [`Block::STORES_SELECTED`]).
     #[inline(always)]
-    fn block(&mut self, at: usize, mask: u64) -> Result<(), Overflow> {
+    fn block<B: Block, const UPDATE: bool>(
+        &mut self,
+        at: usize,
+        mask: u64,
+        new: B,
+    ) -> Result<(), Overflow> {
         if mask == !0 {
             if self.in_changed {
                 self.close(at)?;
@@ -337,26 +412,109 @@ impl Runs {
             }
             return Ok(());
         }
-        // The bits not yet walked, as equal and as changed bytes.
-        let (mut equal, mut changed) = (mask, !mask);
+        // The changed bytes not yet walked. `x & y.wrapping_neg()` keeps the bits of `x` at
+        // and above the lowest set bit of `y`.
+        let (equal, mut changed) = (mask, !mask);
         if self.in_changed {
             // `equal != 0`: the mask is not all changed.
             let end = equal.trailing_zeros();
             self.close(at + end as usize)?;
-            changed &= !0 << end;
+            changed &= equal.wrapping_neg();
         }
         while changed != 0 {
-            let start = changed.trailing_zeros();
-            self.open(at + start as usize);
-            equal &= !0 << start;
-            if equal == 0 {
+            let start = at + changed.trailing_zeros() as usize;
+            // The equal bytes after the start.
+            let after = equal & changed.wrapping_neg();
+            if after == 0 {
+                self.open(start);
                 return Ok(());
             }
-            let end = equal.trailing_zeros();
-            self.close(at + end as usize)?;
-            changed &= !0 << end;
+            let end = at + after.trailing_zeros() as usize;
+            if UPDATE && B::STORES_SELECTED {
+                // The run's bits: `changed` has none below it.
+                let selected = changed & !after.wrapping_neg();
+                self.short_run_from_block(start, end, new, at, selected)?;
+            } else {
+                self.short_run(start, end)?;
+            }
+            changed &= after.wrapping_neg();
         }
         Ok(())
+    }
+
+    /// Writes the pair of the changed run `start..end` that starts after the current
+    /// unchanged run and ends in the same block (`end - start < 64`).
+    #[inline(always)]
+    fn short_run(&mut self, start: usize, end: usize) -> Result<(), Overflow> {
+        let zrun = start - self.run_start;
+        if zrun < 0x4000
+            && self.written as isize <= self.fast_written_max
+            && start as isize <= self.fast_start_max
+        {
+            // SAFETY: as in the fast path of `close`, whose conditions hold (`end - start`
+            // is at most 63).
+            unsafe { self.write_short(zrun, start, end - start) };
+            self.run_start = end;
+            return Ok(());
+        }
+        self.open(start);
+        self.close(end)
+    }
+
+    /// [`Runs::short_run`] with the run's bytes stored from `new`, the block at `at`, whose
+    /// bits `selected` are the run.
+    #[inline(always)]
+    fn short_run_from_block<B: Block>(
+        &mut self,
+        start: usize,
+        end: usize,
+        new: B,
+        at: usize,
+        selected: u64,
+    ) -> Result<(), Overflow> {
+        let zrun = start - self.run_start;
+        if zrun < 0x4000 && self.written as isize <= self.fast_written_max {
+            let out = self.out.wrapping_add(self.written);
+            // SAFETY: 3 + 64 bytes from `written` are inside the output (checked above),
+            // which no other reference reaches while encoding.
+            let data_at = unsafe { write_short_lengths(out, zrun, end - start) };
+            // Byte `j` of the block goes to `base + j`: the run's bytes to the `end - start`
+            // bytes from `out + data_at`.
+            let base = out.wrapping_add(data_at).wrapping_sub(start - at);
+            // SAFETY: the selected bytes land in `out + data_at ..` `+ (end - start)`, inside
+            // the output: 3 + 64 bytes from `written` are (checked above).
+            unsafe { new.store_selected(base, selected) };
+            self.written += data_at + (end - start);
+            self.run_start = end;
+            return Ok(());
+        }
+        self.open(start);
+        self.close(end)
+    }
+
+    /// Writes the pair of a changed run of `n` (1 to 64) bytes from `start` after an
+    /// unchanged run of `zrun` (< 2^14) bytes, with fixed-size stores.
+    ///
+    /// # Safety
+    /// `written + 3 + SHORT_RUN <= cap` and `start + SHORT_RUN <= len`.
+    #[inline(always)]
+    unsafe fn write_short(&mut self, zrun: usize, start: usize, n: usize) {
+        debug_assert!((1..=SHORT_RUN).contains(&n) && zrun < 0x4000);
+        let at = self.written;
+        let (out, src) = (self.out.wrapping_add(at), self.src.wrapping_add(start));
+        // SAFETY: 3 + 64 bytes from `at` are inside the output (caller's contract).
+        let data_at = unsafe { write_short_lengths(out, zrun, n) };
+        let dst = out.wrapping_add(data_at);
+        if n <= 16 {
+            // SAFETY: 64 bytes from `start` are inside the source page and 64 bytes from
+            // `dst` inside the output (caller's contract); the output does not overlap the
+            // pages.
+            unsafe { ptr::copy_nonoverlapping(src, dst, 16) };
+        } else {
+            // SAFETY: as above.
+            unsafe { ptr::copy_nonoverlapping(src, dst, SHORT_RUN) };
+        }
+        self.written = at + data_at + n;
     }
 
     /// Starts a changed run at `at`.
@@ -375,39 +533,16 @@ impl Runs {
         self.run_start = end;
         self.in_changed = false;
         let zrun = self.zrun;
-        // Fast path: a short run, lengths of at most 2 + 1 bytes, and room in the output
-        // and in the source page for a whole 64-byte copy.
-        if n <= SHORT_RUN
-            && zrun < 0x4000
-            && self.cap - self.written >= 3 + SHORT_RUN
-            && self.len - start >= SHORT_RUN
+        // Fast path: a short run (1..=64 bytes, so a 1-byte length) after an unchanged run
+        // of less than 2^14 bytes (a 1- or 2-byte length), with room in the output for the
+        // lengths and a 64-byte copy, and 64 source bytes from `start`. Page and output
+        // lengths are at most `isize::MAX`.
+        if ((n - 1) | (zrun >> 8)) < SHORT_RUN
+            && self.written as isize <= self.fast_written_max
+            && start as isize <= self.fast_start_max
         {
-            let at = self.written;
-            let (out, src) = (self.out.wrapping_add(at), self.src.wrapping_add(start));
-            // SAFETY: 3 bytes from `at` are inside the output (room checked above), which no
-            // other reference reaches while encoding.
-            let header = unsafe { core::slice::from_raw_parts_mut(out, 3) };
-            let data_at = if zrun < 0x80 {
-                header[0] = zrun as u8;
-                header[1] = n as u8;
-                2
-            } else {
-                header[0] = zrun as u8 | 0x80;
-                header[1] = (zrun >> 7) as u8;
-                header[2] = n as u8;
-                3
-            };
-            let dst = out.wrapping_add(data_at);
-            if n <= 16 {
-                // SAFETY: 64 bytes from `start` are inside the source page and 64 bytes
-                // from `dst` inside the output (checked above); the output does not overlap
-                // the pages.
-                unsafe { ptr::copy_nonoverlapping(src, dst, 16) };
-            } else {
-                // SAFETY: as above.
-                unsafe { ptr::copy_nonoverlapping(src, dst, SHORT_RUN) };
-            }
-            self.written = at + data_at + n;
+            // SAFETY: the room in the output and in the source page was checked above.
+            unsafe { self.write_short(zrun, start, n) };
             return Ok(());
         }
         let data = self.src.wrapping_add(start);
@@ -426,6 +561,26 @@ impl Runs {
         }
         Ok(self.written)
     }
+}
+
+/// Writes the lengths of a pair with `zrun < 2^14` (1 or 2 ULEB128 bytes) and
+/// `1 <= n < 128` (1 byte) at `out`, with two stores; returns their size (2 or 3).
+///
+/// # Safety
+/// `out` is valid for writing 3 bytes, and no other reference reaches them.
+#[inline(always)]
+unsafe fn write_short_lengths(out: *mut u8, zrun: usize, n: usize) -> usize {
+    debug_assert!(zrun < 0x4000 && (1..0x80).contains(&n));
+    // `high`: the bits of `zrun` from 7 up; `zrun_bytes`: its ULEB128 encoding.
+    let high = zrun & !0x7f;
+    let two = usize::from(high != 0);
+    let zrun_bytes = (zrun + high + (two << 7)) as u16;
+    // SAFETY: 3 bytes from `out` are writable (caller's contract). With a 1-byte `zrun`,
+    // the second byte (0) is overwritten by `n` below.
+    unsafe { ptr::write_unaligned(out.cast::<u16>(), zrun_bytes.to_le()) };
+    // SAFETY: as above; `1 + two <= 2`.
+    unsafe { out.wrapping_add(1 + two).write(n as u8) };
+    2 + two
 }
 
 /// Writes the pair of a changed run of the `n` bytes at `data` after an unchanged run of

@@ -90,6 +90,23 @@ unsafe fn inputs<'a>(
     Ok((&receiver.0, bytes))
 }
 
+/// Borrows the destination memory of an apply call, or reports why it cannot be used.
+///
+/// # Safety
+/// `dest` must be NULL or readable and writable for `dest_len` bytes, and not aliased
+/// during the borrow.
+unsafe fn destination<'a>(dest: *mut u8, dest_len: usize) -> Result<&'a mut [u8], xbzrle_status> {
+    if dest.is_null() {
+        return Err(XBZRLE_ERR_NULL);
+    }
+    if isize::try_from(dest_len).is_err() {
+        return Err(XBZRLE_ERR_INVALID_ARGUMENT);
+    }
+    // SAFETY: non-null, and the caller guarantees it is readable and writable for
+    // `dest_len` bytes and not aliased.
+    Ok(unsafe { slice::from_raw_parts_mut(dest, dest_len) })
+}
+
 /// Writes `value` through `ptr` when it is not NULL.
 ///
 /// # Safety
@@ -164,15 +181,12 @@ pub unsafe extern "C" fn xbzrle_receiver_apply_page(
             Ok(v) => v,
             Err(e) => return e,
         };
-        if dest.is_null() {
-            return XBZRLE_ERR_NULL;
-        }
-        if isize::try_from(dest_len).is_err() {
-            return XBZRLE_ERR_INVALID_ARGUMENT;
-        }
         // SAFETY: the caller guarantees `dest` is readable and writable for `dest_len`
-        // bytes and does not overlap `record`; it is non-null.
-        let dest = unsafe { slice::from_raw_parts_mut(dest, dest_len) };
+        // bytes and does not overlap `record`.
+        let dest = match unsafe { destination(dest, dest_len) } {
+            Ok(dest) => dest,
+            Err(e) => return e,
+        };
         let (parsed, len) = match Record::parse(bytes, receiver.page_size()) {
             Ok(v) => v,
             Err(_) => return XBZRLE_ERR_INVALID_RECORD,
@@ -217,15 +231,12 @@ pub unsafe extern "C" fn xbzrle_receiver_apply_record(
             Ok(v) => v,
             Err(e) => return e,
         };
-        if memory.is_null() {
-            return XBZRLE_ERR_NULL;
-        }
-        if isize::try_from(memory_len).is_err() {
-            return XBZRLE_ERR_INVALID_ARGUMENT;
-        }
         // SAFETY: the caller guarantees `memory` is readable and writable for `memory_len`
-        // bytes and does not overlap `record`; it is non-null.
-        let memory = unsafe { slice::from_raw_parts_mut(memory, memory_len) };
+        // bytes and does not overlap `record`.
+        let memory = match unsafe { destination(memory, memory_len) } {
+            Ok(memory) => memory,
+            Err(e) => return e,
+        };
         match receiver.apply_record(bytes, memory) {
             Ok(applied) => {
                 // SAFETY: the caller guarantees `page` is NULL or writable.

@@ -26,6 +26,7 @@
 mod buffer;
 mod direct;
 mod set_assoc;
+mod slots;
 
 use crate::config::ConfigError;
 use crate::fallible;

@@ -1,7 +1,7 @@
 //! Set-associative page cache with a choice of replacement rule.
 
-use super::buffer::PageBuffer;
-use super::{CACHED_PAGE_LIFETIME, PageCache, Replacement, pages_in, pow2_floor};
+use super::slots::{Placement, SlotEntry, Slots, Tag};
+use super::{CACHED_PAGE_LIFETIME, Replacement, pages_in, pow2_floor};
 use crate::config::{ConfigError, check_page_size};
 use crate::fallible;
 
@@ -9,7 +9,7 @@ use crate::fallible;
 const MAX_HITS: u8 = 15;
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Entry {
+pub struct Entry {
     page: u64,
     age: u64,
     /// Value of the cache's use counter at the last hit or insertion (recency order).
@@ -18,21 +18,32 @@ struct Entry {
     valid: bool,
 }
 
+impl SlotEntry for Entry {
+    fn tag(&self) -> Tag {
+        Tag {
+            page: self.page,
+            age: self.age,
+            valid: self.valid,
+        }
+    }
+
+    fn invalidate(&mut self) {
+        self.valid = false;
+    }
+}
+
 /// Set-associative cache: `2^n` sets of `ways` entries; page `p` may live in any way of set
 /// `p mod 2^n`. When the set is full, the [`Replacement`] rule picks the victim (or
 /// refuses). With `ways == 1` and [`Replacement::Lifetime`], lookups and insertions behave
 /// like [`DirectMappedCache`](super::DirectMappedCache)'s (resize breaks ties differently).
 #[derive(Debug)]
 pub struct SetAssociativeCache {
-    configured: u64,
+    slots: Slots<Entry>,
     /// Ways requested; `ways` is lower only when the budget holds fewer pages.
     requested_ways: usize,
     ways: usize,
     sets: usize,
     replacement: Replacement,
-    entries: Vec<Entry>,
-    pages: PageBuffer,
-    len: usize,
     uses: u64,
     generation: u64,
 }
@@ -60,16 +71,12 @@ impl SetAssociativeCache {
             return Err(ConfigError::Ways(ways));
         }
         let (sets, eff_ways) = Self::layout(bytes, page_size, ways);
-        let pages = PageBuffer::new(page_size, sets * eff_ways)?;
         Ok(Self {
-            configured: bytes,
+            slots: Slots::new(page_size, bytes, sets * eff_ways)?,
             requested_ways: ways,
             ways: eff_ways,
             sets,
             replacement,
-            entries: fallible::filled(sets * eff_ways, Entry::default())?,
-            pages,
-            len: 0,
             uses: 0,
             generation: 0,
         })
@@ -108,16 +115,11 @@ impl SetAssociativeCache {
         })
     }
 
-    fn find(&self, page: u64) -> Option<usize> {
-        self.set_range(page)?
-            .find(|&i| self.entries[i].valid && self.entries[i].page == page)
-    }
-
     /// Marks a use: new age, most recent; `hit` also counts a hit.
     fn touch(&mut self, slot: usize, generation: u64, hit: bool) {
         self.uses += 1;
         self.generation = self.generation.max(generation);
-        let entry = &mut self.entries[slot];
+        let entry = &mut self.slots.entries[slot];
         entry.age = generation;
         entry.last_use = self.uses;
         if hit {
@@ -149,14 +151,34 @@ impl SetAssociativeCache {
     }
 
     fn victim(&self, set: core::ops::Range<usize>, generation: u64) -> Option<usize> {
-        if let Some(free) = set.clone().find(|&i| !self.entries[i].valid) {
+        if let Some(free) = set.clone().find(|&i| !self.slots.entries[i].valid) {
             return Some(free);
         }
-        set.filter(|&i| !self.protected(&self.entries[i], generation))
-            .min_by_key(|&i| self.keep_key(&self.entries[i], generation))
+        let entries = &self.slots.entries;
+        set.filter(|&i| !self.protected(&entries[i], generation))
+            .min_by_key(|&i| self.keep_key(&entries[i], generation))
+    }
+}
+
+impl Placement for SetAssociativeCache {
+    type Entry = Entry;
+
+    fn slots(&self) -> &Slots<Entry> {
+        &self.slots
     }
 
-    /// [`PageCache::insert`] with the new content written by `write` into the slot.
+    fn slots_mut(&mut self) -> &mut Slots<Entry> {
+        &mut self.slots
+    }
+
+    fn find(&self, page: u64) -> Option<usize> {
+        self.set_range(page)?.find(|&i| self.slots.holds(i, page))
+    }
+
+    fn record_hit(&mut self, slot: usize, generation: u64) {
+        self.touch(slot, generation, true);
+    }
+
     fn store(&mut self, page: u64, generation: u64, write: impl FnOnce(&mut [u8])) -> bool {
         let slot = match self.find(page) {
             Some(slot) => {
@@ -171,14 +193,14 @@ impl SetAssociativeCache {
                 let Some(slot) = self.victim(set, generation) else {
                     return false;
                 };
-                if !self.pages.allocate() {
+                if !self.slots.pages.allocate() {
                     // The page data could not be allocated: not cached, the page goes raw.
                     return false;
                 }
-                if !self.entries[slot].valid {
-                    self.len += 1;
+                if !self.slots.entries[slot].valid {
+                    self.slots.len += 1;
                 }
-                self.entries[slot] = Entry {
+                self.slots.entries[slot] = Entry {
                     page,
                     valid: true,
                     ..Entry::default()
@@ -188,89 +210,36 @@ impl SetAssociativeCache {
             }
         };
         // Allocated: a valid entry exists or `allocate` succeeded above.
-        if let Some(copy) = self.pages.page_mut(slot) {
+        if let Some(copy) = self.slots.pages.page_mut(slot) {
             write(copy);
         }
         true
     }
-}
 
-impl PageCache for SetAssociativeCache {
-    fn page_size(&self) -> usize {
-        self.pages.page_size()
-    }
-
-    fn configured_bytes(&self) -> u64 {
-        self.configured
-    }
-
-    fn capacity(&self) -> usize {
-        self.entries.len()
-    }
-
-    fn allocated_bytes(&self) -> usize {
-        self.pages.allocated_bytes()
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn get(&self, page: u64) -> Option<&[u8]> {
-        self.find(page).map(|s| self.pages.page(s))
-    }
-
-    fn age(&self, page: u64) -> Option<u64> {
-        self.find(page).map(|s| self.entries[s].age)
-    }
-
-    fn hit(&mut self, page: u64, generation: u64) -> Option<&mut [u8]> {
-        let slot = self.find(page)?;
-        self.touch(slot, generation, true);
-        // A valid entry implies the buffer is allocated, so this is always `Some`.
-        self.pages.page_mut(slot)
-    }
-
-    fn insert(&mut self, page: u64, data: &[u8], generation: u64) -> bool {
-        assert_eq!(
-            data.len(),
-            self.page_size(),
-            "insert needs exactly one page"
-        );
-        self.store(page, generation, |copy| copy.copy_from_slice(data))
-    }
-
-    fn insert_zero(&mut self, page: u64, generation: u64) -> bool {
-        self.store(page, generation, |copy| copy.fill(0))
-    }
-
-    fn remove(&mut self, page: u64) -> bool {
-        let Some(slot) = self.find(page) else {
-            return false;
-        };
-        self.entries[slot].valid = false;
-        self.len -= 1;
-        true
-    }
-
-    fn resize(&mut self, bytes: u64) -> Result<(), ConfigError> {
-        let (sets, ways) = Self::layout(bytes, self.page_size(), self.requested_ways);
+    fn relayout(&mut self, bytes: u64) -> Result<(), ConfigError> {
+        let (sets, ways) = Self::layout(bytes, self.slots.pages.page_size(), self.requested_ways);
         if sets == self.sets && ways == self.ways {
-            self.configured = bytes;
+            self.slots.configured = bytes;
             return Ok(());
         }
         // Every allocation first (page data, then metadata), so that a failure changes
         // nothing.
-        let plan = self.pages.prepare(sets * ways)?;
-        let mut entries = fallible::filled(sets * ways, Entry::default())?;
+        let (mut entries, plan) = self.slots.prepare(sets * ways)?;
         let mut filled = fallible::filled(sets, 0usize)?;
-        let mut survivors: Vec<(usize, (u64, u64), usize)> = fallible::with_capacity(self.len)?;
-        let mut moves = fallible::with_capacity(self.len.min(sets * ways))?;
+        let mut survivors: Vec<(usize, (u64, u64), usize)> =
+            fallible::with_capacity(self.slots.len)?;
+        let mut moves = fallible::with_capacity(self.slots.len.min(sets * ways))?;
         let generation = self.generation;
         // (new set, keep key, old slot) for every cached page; best first within a set.
         if sets != 0 {
             let mask = sets as u64 - 1;
-            for (src, entry) in self.entries.iter().enumerate().filter(|(_, e)| e.valid) {
+            for (src, entry) in self
+                .slots
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.valid)
+            {
                 let set = (entry.page & mask) as usize;
                 survivors.push((set, self.keep_key(entry, generation), src));
             }
@@ -280,16 +249,13 @@ impl PageCache for SetAssociativeCache {
             if filled[set] < ways {
                 let dst = set * ways + filled[set];
                 filled[set] += 1;
-                entries[dst] = self.entries[src];
+                entries[dst] = self.slots.entries[src];
                 moves.push((src, dst));
             }
         }
-        self.pages.relayout(plan, &moves);
-        self.entries = entries;
+        self.slots.commit(bytes, entries, plan, &moves);
         self.sets = sets;
         self.ways = ways;
-        self.len = moves.len();
-        self.configured = bytes;
         Ok(())
     }
 }

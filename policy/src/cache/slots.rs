@@ -1,0 +1,201 @@
+//! What both caches share: their slot state, and the [`PageCache`] operations written once
+//! on top of the one thing that differs, where a page may live.
+
+use super::PageCache;
+use super::buffer::{PageBuffer, Relayout};
+use crate::config::ConfigError;
+use crate::fallible;
+
+/// Which page a slot holds and when it was last used.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tag {
+    /// Page number.
+    pub(super) page: u64,
+    /// Generation of the last use.
+    pub(super) age: u64,
+    /// Whether the slot holds a page at all.
+    pub(super) valid: bool,
+}
+
+impl Tag {
+    /// The tag of `page`, just used in `generation`.
+    pub(super) fn new(page: u64, generation: u64) -> Self {
+        Self {
+            page,
+            age: generation,
+            valid: true,
+        }
+    }
+
+    /// Whether this slot holds `page`.
+    pub(super) fn holds(&self, page: u64) -> bool {
+        self.valid && self.page == page
+    }
+}
+
+/// Per-slot metadata: a [`Tag`], perhaps with more.
+pub trait SlotEntry: Copy + Default {
+    /// The slot's tag.
+    fn tag(&self) -> Tag;
+
+    /// Marks the slot empty.
+    fn invalidate(&mut self);
+}
+
+impl SlotEntry for Tag {
+    fn tag(&self) -> Tag {
+        *self
+    }
+
+    fn invalidate(&mut self) {
+        self.valid = false;
+    }
+}
+
+/// A cache's slots: its budget, per-slot metadata `E`, the page data and the number of
+/// valid slots.
+#[derive(Debug)]
+pub struct Slots<E> {
+    /// Page-data budget in bytes, as configured.
+    pub(super) configured: u64,
+    /// Metadata of slot `i` at index `i`.
+    pub(super) entries: Vec<E>,
+    /// Page data of slot `i` at slot `i`.
+    pub(super) pages: PageBuffer,
+    /// Valid slots.
+    pub(super) len: usize,
+}
+
+impl<E: SlotEntry> Slots<E> {
+    /// `count` empty slots of `page_size` bytes for a budget of `bytes`: the page data is
+    /// checked first (reserved and released, see [`PageBuffer::new`]), then the metadata
+    /// is allocated.
+    pub(super) fn new(page_size: usize, bytes: u64, count: usize) -> Result<Self, ConfigError> {
+        let pages = PageBuffer::new(page_size, count)?;
+        Ok(Self {
+            configured: bytes,
+            entries: fallible::filled(count, E::default())?,
+            pages,
+            len: 0,
+        })
+    }
+
+    /// Whether slot `slot` holds `page`.
+    pub(super) fn holds(&self, slot: usize, page: u64) -> bool {
+        self.entries[slot].tag().holds(page)
+    }
+
+    /// Fresh, all-empty metadata for `count` slots and the page-data plan to go with it:
+    /// everything a resize allocates, made before anything changes.
+    pub(super) fn prepare(&self, count: usize) -> Result<(Vec<E>, Relayout), ConfigError> {
+        let plan = self.pages.prepare(count)?;
+        Ok((fallible::filled(count, E::default())?, plan))
+    }
+
+    /// Ends a resize to `bytes`: `entries` (already filled for the kept pages) becomes the
+    /// metadata, and the page data of old slot `src` moves to new slot `dst` for every
+    /// `(src, dst)` of `moves`, one per kept page.
+    pub(super) fn commit(
+        &mut self,
+        bytes: u64,
+        entries: Vec<E>,
+        plan: Relayout,
+        moves: &[(usize, usize)],
+    ) {
+        self.pages.relayout(plan, moves);
+        self.entries = entries;
+        self.len = moves.len();
+        self.configured = bytes;
+    }
+}
+
+/// Where a cache places pages; every [`PageCache`] operation that does not depend on it is
+/// implemented once, below. Declared `pub` (as the blanket implementation of a public trait
+/// requires) inside a private module, so no other crate can name or implement it; the same
+/// holds for [`SlotEntry`], [`Slots`] and [`Tag`].
+pub trait Placement: Send {
+    /// Per-slot metadata.
+    type Entry: SlotEntry;
+
+    /// The slot state.
+    fn slots(&self) -> &Slots<Self::Entry>;
+
+    /// The slot state, mutably.
+    fn slots_mut(&mut self) -> &mut Slots<Self::Entry>;
+
+    /// The slot holding `page`, if it is cached.
+    fn find(&self, page: u64) -> Option<usize>;
+
+    /// Records a hit on the valid slot `slot` in `generation` (its tag's age included).
+    fn record_hit(&mut self, slot: usize, generation: u64);
+
+    /// [`PageCache::insert`], with the new content written by `write` into the slot.
+    fn store(&mut self, page: u64, generation: u64, write: impl FnOnce(&mut [u8])) -> bool;
+
+    /// [`PageCache::resize`].
+    fn relayout(&mut self, bytes: u64) -> Result<(), ConfigError>;
+}
+
+impl<C: Placement> PageCache for C {
+    fn page_size(&self) -> usize {
+        self.slots().pages.page_size()
+    }
+
+    fn configured_bytes(&self) -> u64 {
+        self.slots().configured
+    }
+
+    fn capacity(&self) -> usize {
+        self.slots().entries.len()
+    }
+
+    fn allocated_bytes(&self) -> usize {
+        self.slots().pages.allocated_bytes()
+    }
+
+    fn len(&self) -> usize {
+        self.slots().len
+    }
+
+    fn get(&self, page: u64) -> Option<&[u8]> {
+        self.find(page).map(|s| self.slots().pages.page(s))
+    }
+
+    fn age(&self, page: u64) -> Option<u64> {
+        self.find(page).map(|s| self.slots().entries[s].tag().age)
+    }
+
+    fn hit(&mut self, page: u64, generation: u64) -> Option<&mut [u8]> {
+        let slot = self.find(page)?;
+        self.record_hit(slot, generation);
+        // A valid entry implies the buffer is allocated, so this is always `Some`.
+        self.slots_mut().pages.page_mut(slot)
+    }
+
+    fn insert(&mut self, page: u64, data: &[u8], generation: u64) -> bool {
+        assert_eq!(
+            data.len(),
+            self.page_size(),
+            "insert needs exactly one page"
+        );
+        self.store(page, generation, |copy| copy.copy_from_slice(data))
+    }
+
+    fn insert_zero(&mut self, page: u64, generation: u64) -> bool {
+        self.store(page, generation, |copy| copy.fill(0))
+    }
+
+    fn remove(&mut self, page: u64) -> bool {
+        let Some(slot) = self.find(page) else {
+            return false;
+        };
+        let slots = self.slots_mut();
+        slots.entries[slot].invalidate();
+        slots.len -= 1;
+        true
+    }
+
+    fn resize(&mut self, bytes: u64) -> Result<(), ConfigError> {
+        self.relayout(bytes)
+    }
+}

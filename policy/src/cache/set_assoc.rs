@@ -8,6 +8,7 @@ use crate::fallible;
 /// Hit counts saturate here; halving per idle generation brings them back down quickly.
 const MAX_HITS: u8 = 15;
 
+/// One slot's metadata (32 bytes).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Entry {
     page: u64,
@@ -17,6 +18,10 @@ pub struct Entry {
     hits: u8,
     valid: bool,
 }
+
+// The size documented on `SetAssociativeCache::new` (where `u64` is 8-byte aligned).
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(size_of::<Entry>() == 32);
 
 impl SlotEntry for Entry {
     fn tag(&self) -> Tag {

@@ -17,6 +17,10 @@ pub struct Tag {
     pub(super) valid: bool,
 }
 
+// The size documented on `DirectMappedCache::new` (where `u64` is 8-byte aligned).
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(size_of::<Tag>() == 24);
+
 impl Tag {
     /// The tag of `page`, just used in `generation`.
     pub(super) fn new(page: u64, generation: u64) -> Self {

@@ -33,4 +33,4 @@ for target in $targets; do
     grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' "$scratch/$target.log" |
         sed "s/^/    $target /"
 done
-echo "fuzz smoke run passed: $targets"
+echo "fuzz smoke run passed:" $targets

@@ -20,9 +20,9 @@ use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::encode::Encoded;
+use crate::encoded::Encoded;
 use crate::format::{DeltaWriter, MAX_ULEB128_LEN, uleb128_len};
-use crate::kernel::Kernel;
+use crate::kernel::Available;
 
 /// One maximal changed run: `new[start..end]` differs from `old` at every byte.
 #[derive(Clone, Copy)]
@@ -57,7 +57,7 @@ pub(crate) fn encode(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
 /// bytes, so the whole delta at most `2 * page + 1`) and read back.
 fn changed_runs(old: &[u8], new: &[u8]) -> Vec<Run> {
     let mut scratch = vec![0u8; 2 * old.len() + 1];
-    let len = match Kernel::best().encode_unchecked_availability(old, new, &mut scratch) {
+    let len = match Available::best().encode_checked(old, new, &mut scratch) {
         Encoded::Delta(len) => len,
         Encoded::Unchanged | Encoded::Overflow => return Vec::new(),
     };

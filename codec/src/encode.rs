@@ -1,20 +1,8 @@
-//! Public encoding entry points; they run the detected [`Kernel`].
+//! Public encoding entry points; they run the detected [`Kernel`](crate::Kernel).
 
-use crate::kernel::Kernel;
-
-/// Outcome of an encode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Encoded {
-    /// The pages are identical: the delta is empty and nothing needs to be sent.
-    Unchanged,
-    /// A delta of this many bytes (at least 2) was written at the start of the output buffer.
-    Delta(usize),
-    /// The delta is longer than the output buffer; send the page raw. Exact: reported only
-    /// when the delta really does not fit (QEMU's encoder also gives up when it fits with
-    /// fewer than 2 spare bytes before an unchanged run). Bytes of the output buffer may
-    /// have been overwritten, but never past its end.
-    Overflow,
-}
+use crate::encoded::Encoded;
+use crate::kernel::Available;
+use crate::source::PageSource;
 
 /// Encodes the canonical delta from `old` to `new` into `out` (byte-identical to QEMU).
 ///
@@ -22,7 +10,7 @@ pub enum Encoded {
 /// If `old` and `new` differ in length or are longer than `u32::MAX` bytes.
 #[inline]
 pub fn encode(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
-    Kernel::best().encode_unchecked_availability(old, new, out)
+    Available::best().encode_checked(old, new, out)
 }
 
 /// Encodes the smallest delta from `old` to `new` into `out`: same grammar as canonical,
@@ -31,7 +19,7 @@ pub fn encode(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
 /// # Panics
 /// If `old` and `new` differ in length or are longer than `u32::MAX` bytes.
 pub fn encode_compact(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
-    crate::kernel::check_lengths(old, new);
+    crate::kernel::check_lengths(old.len(), new.len());
     crate::compact::encode(old, new, out)
 }
 
@@ -39,9 +27,18 @@ pub fn encode_compact(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
 /// equal to `new`, in one pass over both pages. On [`Encoded::Overflow`] `cached` is
 /// still refreshed.
 ///
+/// `new` is read through [`PageSource`]: a slice, or guest memory that other threads write
+/// meanwhile ([`LivePage`](crate::LivePage)). Each byte of `new` is read exactly once, and
+/// the delta's bytes are taken from the refreshed copy, so the delta always turns the old
+/// `cached` into the new `cached`, whatever happens to `new` during the call.
+///
 /// # Panics
 /// If `cached` and `new` differ in length or are longer than `u32::MAX` bytes.
 #[inline]
-pub fn encode_update(cached: &mut [u8], new: &[u8], out: &mut [u8]) -> Encoded {
-    Kernel::best().encode_update_unchecked_availability(cached, new, out)
+pub fn encode_update<S: PageSource + ?Sized>(
+    cached: &mut [u8],
+    new: &S,
+    out: &mut [u8],
+) -> Encoded {
+    Available::best().encode_update_checked(cached, new, out)
 }

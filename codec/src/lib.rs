@@ -40,12 +40,16 @@ extern crate alloc;
 mod compact;
 mod decode;
 mod encode;
+mod encoded;
 pub mod format;
 mod kernel;
+mod source;
 
 pub use decode::{DecodeError, DecodeErrorKind, decode, validate};
-pub use encode::{Encoded, encode, encode_compact, encode_update};
+pub use encode::{encode, encode_compact, encode_update};
+pub use encoded::Encoded;
 pub use kernel::{Kernel, KernelUnavailable};
+pub use source::{LivePage, PageSource};
 
 /// The examples of `README.md`, run as doctests.
 #[cfg(doctest)]

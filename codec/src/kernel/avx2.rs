@@ -1,43 +1,12 @@
 //! AVX2 kernel: two 32-byte vectors per block, two `movemask`s per mask.
 
-use super::generic::{self, Block};
-use crate::encode::Encoded;
+use super::generic::Block;
 use core::arch::x86_64::{
     __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
     _mm256_setzero_si256, _mm256_storeu_si256, _mm256_testz_si256, _mm256_xor_si256,
 };
 
-/// Whether the CPU supports this kernel.
-#[inline]
-pub(super) fn is_available() -> bool {
-    x86_has!("avx2")
-}
-
-/// Canonical encode; `None` when the CPU lacks AVX2.
-#[inline]
-pub(super) fn encode(old: &[u8], new: &[u8], out: &mut [u8]) -> Option<Encoded> {
-    // SAFETY: AVX2 is available (checked first).
-    is_available().then(|| unsafe { encode_avx2(old, new, out) })
-}
-
-/// Single-pass encode and refresh; `None` when the CPU lacks AVX2.
-#[inline]
-pub(super) fn encode_update(cached: &mut [u8], new: &[u8], out: &mut [u8]) -> Option<Encoded> {
-    // SAFETY: AVX2 is available (checked first).
-    is_available().then(|| unsafe { encode_update_avx2(cached, new, out) })
-}
-
-#[target_feature(enable = "avx2")]
-fn encode_avx2(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
-    // SAFETY: this function runs only with AVX2; the dispatcher checked the lengths.
-    unsafe { generic::encode::<Avx2>(old, new, out) }
-}
-
-#[target_feature(enable = "avx2")]
-fn encode_update_avx2(cached: &mut [u8], new: &[u8], out: &mut [u8]) -> Encoded {
-    // SAFETY: this function runs only with AVX2; the dispatcher checked the lengths.
-    unsafe { generic::encode_update::<Avx2>(cached, new, out) }
-}
+simd_entry_points!(Avx2, "avx2", x86_has);
 
 /// A block in two AVX2 registers.
 #[derive(Clone, Copy)]

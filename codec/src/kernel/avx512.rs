@@ -1,44 +1,13 @@
 //! AVX-512BW kernel: one 64-byte vector per block; one test instruction gives the 64-bit
 //! mask of equal bytes.
 
-use super::generic::{self, Block};
-use crate::encode::Encoded;
+use super::generic::Block;
 use core::arch::x86_64::{
     __m512i, _mm512_loadu_si512, _mm512_mask_storeu_epi8, _mm512_or_si512, _mm512_storeu_si512,
     _mm512_testn_epi8_mask, _mm512_xor_si512,
 };
 
-/// Whether the CPU supports this kernel.
-#[inline]
-pub(super) fn is_available() -> bool {
-    x86_has!("avx512bw")
-}
-
-/// Canonical encode; `None` when the CPU lacks AVX-512BW.
-#[inline]
-pub(super) fn encode(old: &[u8], new: &[u8], out: &mut [u8]) -> Option<Encoded> {
-    // SAFETY: AVX-512BW is available (checked first).
-    is_available().then(|| unsafe { encode_avx512(old, new, out) })
-}
-
-/// Single-pass encode and refresh; `None` when the CPU lacks AVX-512BW.
-#[inline]
-pub(super) fn encode_update(cached: &mut [u8], new: &[u8], out: &mut [u8]) -> Option<Encoded> {
-    // SAFETY: AVX-512BW is available (checked first).
-    is_available().then(|| unsafe { encode_update_avx512(cached, new, out) })
-}
-
-#[target_feature(enable = "avx512bw")]
-fn encode_avx512(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
-    // SAFETY: this function runs only with AVX-512BW; the dispatcher checked the lengths.
-    unsafe { generic::encode::<Avx512>(old, new, out) }
-}
-
-#[target_feature(enable = "avx512bw")]
-fn encode_update_avx512(cached: &mut [u8], new: &[u8], out: &mut [u8]) -> Encoded {
-    // SAFETY: this function runs only with AVX-512BW; the dispatcher checked the lengths.
-    unsafe { generic::encode_update::<Avx512>(cached, new, out) }
-}
+simd_entry_points!(Avx512, "avx512bw", x86_has);
 
 /// A block in one AVX-512 register.
 #[derive(Clone, Copy)]

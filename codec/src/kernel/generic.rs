@@ -21,8 +21,9 @@
 //! with a byte-masked store, which avoids reading back what was just stored), so the delta
 //! and the refreshed copy agree even if the new page changes meanwhile.
 
-use crate::encode::Encoded;
+use crate::encoded::Encoded;
 use crate::format::{uleb128_len, write_uleb128};
+use crate::source::PageSource;
 use core::ptr;
 
 /// Bytes per block: one bit of the equality mask per byte.
@@ -98,14 +99,15 @@ pub(super) trait Block: Copy {
 /// `u32::MAX`.
 #[inline(always)]
 pub(super) unsafe fn encode<B: Block>(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
-    let pages = Pages::<false> {
+    let pages = Pages::<[u8], false> {
         old: old.as_ptr(),
-        new: new.as_ptr(),
+        new,
         cached: ptr::null_mut(),
+        src: new.as_ptr(),
         len: new.len(),
     };
-    // SAFETY: the caller guarantees `B`'s CPU features and the lengths; `pages` describes
-    // two live slices of `len` bytes, and `cached` is unused when `UPDATE` is false.
+    // SAFETY: the caller guarantees `B`'s CPU features and the lengths; `old` and `src`
+    // point to live slices of `len` bytes, and `cached` is unused when `UPDATE` is false.
     match unsafe { pages.run::<B>(out) } {
         Ok(0) => Encoded::Unchanged,
         Ok(written) => Encoded::Delta(written),
@@ -113,31 +115,33 @@ pub(super) unsafe fn encode<B: Block>(old: &[u8], new: &[u8], out: &mut [u8]) ->
     }
 }
 
-/// Single-pass encode and refresh with block type `B`.
+/// Single-pass encode and refresh with block type `B`, reading each byte of `new` once.
 ///
 /// # Safety
 /// The CPU supports `B`'s features. `cached` and `new` have the same length, at most
 /// `u32::MAX`.
 #[inline(always)]
-pub(super) unsafe fn encode_update<B: Block>(
+pub(super) unsafe fn encode_update<B: Block, S: PageSource + ?Sized>(
     cached: &mut [u8],
-    new: &[u8],
+    new: &S,
     out: &mut [u8],
 ) -> Encoded {
     let cached_ptr = cached.as_mut_ptr();
-    let pages = Pages::<true> {
+    let pages = Pages::<S, true> {
         old: cached_ptr.cast_const(),
-        new: new.as_ptr(),
+        new,
         cached: cached_ptr,
-        len: new.len(),
+        // Changed bytes are copied from the refreshed copy: what is sent is what is cached.
+        src: cached_ptr.cast_const(),
+        len: cached.len(),
     };
     // SAFETY: as in `encode`; `cached` is a live exclusive slice of `len` bytes, reached
-    // only through `cached_ptr` (and `old`, derived from it) until `run` returns.
+    // only through `cached_ptr` (and `old` and `src`, derived from it) until `run` returns.
     match unsafe { pages.run::<B>(out) } {
         Ok(0) => Encoded::Unchanged,
         Ok(written) => Encoded::Delta(written),
         Err(Overflowed { refreshed }) => {
-            cached[refreshed..].copy_from_slice(&new[refreshed..]);
+            new.read(refreshed, &mut cached[refreshed..]);
             Encoded::Overflow
         }
     }
@@ -149,7 +153,8 @@ fn any_changed<B: Block>(diff: &[B; GROUP]) -> bool {
     !diff[0].or(diff[1]).or(diff[2].or(diff[3])).is_zero()
 }
 
-/// The delta does not fit; `cached[..refreshed]` already holds the new bytes.
+/// The delta does not fit; `cached[..refreshed]` already holds the new bytes, and the new
+/// page has not been read from `refreshed` on.
 struct Overflowed {
     refreshed: usize,
 }
@@ -157,21 +162,26 @@ struct Overflowed {
 /// The delta does not fit.
 struct Overflow;
 
-/// The pages of one encode. With `UPDATE`, `old == cached` and every block is refreshed.
-struct Pages<const UPDATE: bool> {
+/// The pages of one encode. With `UPDATE`, `old == cached == src` and every block is
+/// refreshed from the registers it was compared in.
+struct Pages<'a, S: ?Sized, const UPDATE: bool> {
     old: *const u8,
-    new: *const u8,
+    /// Read once per byte, block by block.
+    new: &'a S,
     cached: *mut u8,
+    /// Where the bytes of changed runs are copied from: `new`'s memory (a slice) when not
+    /// updating, else the refreshed cached copy.
+    src: *const u8,
     len: usize,
 }
 
-impl<const UPDATE: bool> Pages<UPDATE> {
+impl<S: PageSource + ?Sized, const UPDATE: bool> Pages<'_, S, UPDATE> {
     /// Compares the pages block by block and writes the delta into `out`.
     ///
     /// # Safety
-    /// The CPU supports `B`'s features; `old` and `new` are valid for reading `len` bytes,
-    /// and with `UPDATE` `cached` (equal to `old`) is valid for writing them, none of them
-    /// overlapping `out`; `len <= u32::MAX`.
+    /// The CPU supports `B`'s features; `old` and `src` are valid for reading `len` bytes,
+    /// and with `UPDATE` `cached` (equal to `old` and `src`) is valid for writing them, none
+    /// of them overlapping `out`; `new` is `len` bytes long; `len <= u32::MAX`.
     #[inline(always)]
     unsafe fn run<B: Block>(&self, out: &mut [u8]) -> Result<usize, Overflowed> {
         let len = self.len;
@@ -179,12 +189,7 @@ impl<const UPDATE: bool> Pages<UPDATE> {
             out: out.as_mut_ptr(),
             cap: out.len(),
             written: 0,
-            // Changed bytes are copied from the refreshed copy when there is one.
-            src: if UPDATE {
-                self.cached.cast_const()
-            } else {
-                self.new
-            },
+            src: self.src,
             len,
             in_changed: false,
             run_start: 0,
@@ -198,9 +203,10 @@ impl<const UPDATE: bool> Pages<UPDATE> {
             let (mut new, mut diff) = unsafe { self.compare_group::<B>(at) };
             if !any_changed(&diff) {
                 if runs.in_changed {
-                    // Nothing of this group needs refreshing.
-                    runs.close(at)
-                        .map_err(|Overflow| Overflowed { refreshed: at })?;
+                    // Nothing of this group needs refreshing: as read, it equals the copy.
+                    runs.close(at).map_err(|Overflow| Overflowed {
+                        refreshed: at + GROUP * BLOCK,
+                    })?;
                 }
                 // The hot loop of unchanged pages: skip equal groups.
                 loop {
@@ -215,34 +221,53 @@ impl<const UPDATE: bool> Pages<UPDATE> {
                     }
                 }
             }
-            // Block by block: an unchanged block outside a changed run needs nothing, not
-            // even its mask. Written out: a loop over the blocks is not unrolled and keeps
-            // them in memory.
-            // SAFETY: the four blocks from `at` are inside the pages (loop condition).
-            unsafe { self.group_block(&mut runs, at, new[0], diff[0]) }?;
-            // SAFETY: as above.
-            unsafe { self.group_block(&mut runs, at + BLOCK, new[1], diff[1]) }?;
-            // SAFETY: as above.
-            unsafe { self.group_block(&mut runs, at + 2 * BLOCK, new[2], diff[2]) }?;
-            // SAFETY: as above.
-            unsafe { self.group_block(&mut runs, at + 3 * BLOCK, new[3], diff[3]) }?;
+            // SAFETY: the `GROUP` blocks from `at` are inside the pages (loop condition).
+            if let Err(Overflow) = unsafe { self.group_blocks(&mut runs, at, &new, &diff) } {
+                if UPDATE {
+                    // The group was read once: refresh all of it from the registers.
+                    for (k, block) in new.iter().enumerate() {
+                        // SAFETY: the group is inside `cached` (loop condition).
+                        unsafe { block.store(self.cached.wrapping_add(at + k * BLOCK)) };
+                    }
+                }
+                return Err(Overflowed {
+                    refreshed: at + GROUP * BLOCK,
+                });
+            }
             at += GROUP * BLOCK;
         }
         while len - at >= BLOCK {
             // SAFETY: the block at `at` is inside the pages (loop condition).
             let old = unsafe { B::load(self.old.wrapping_add(at)) };
             // SAFETY: as above.
-            let new = unsafe { B::load(self.new.wrapping_add(at)) };
+            let new = unsafe { self.load_new::<B>(at) };
             // SAFETY: as above.
-            unsafe { self.block(&mut runs, at, new, old.xor(new).zero_mask()) }?;
+            unsafe { self.block(&mut runs, at, new, old.xor(new).zero_mask()) }.map_err(
+                |Overflow| Overflowed {
+                    refreshed: at + BLOCK,
+                },
+            )?;
             at += BLOCK;
         }
         if at < len {
             // SAFETY: `at < len`, and `at + BLOCK > len`.
-            unsafe { self.tail::<B>(&mut runs, at) }?;
+            unsafe { self.tail::<B>(&mut runs, at) }
+                .map_err(|Overflow| Overflowed { refreshed: len })?;
         }
         runs.finish()
             .map_err(|Overflow| Overflowed { refreshed: len })
+    }
+
+    /// Reads the block at `at` of the new page into registers (the only read of its bytes).
+    ///
+    /// # Safety
+    /// The CPU supports `B`'s features; `at + BLOCK <= len`.
+    #[inline(always)]
+    unsafe fn load_new<B: Block>(&self, at: usize) -> B {
+        let mut bytes = [0u8; BLOCK];
+        self.new.read(at, &mut bytes);
+        // SAFETY: `bytes` holds 64 bytes; the CPU supports `B` (caller's contract).
+        unsafe { B::load(bytes.as_ptr()) }
     }
 
     /// Loads the `GROUP` blocks at `at` of both pages: the new blocks and their XOR with
@@ -252,25 +277,17 @@ impl<const UPDATE: bool> Pages<UPDATE> {
     /// As for [`Pages::run`], and `at + GROUP * BLOCK <= len`.
     #[inline(always)]
     unsafe fn compare_group<B: Block>(&self, at: usize) -> ([B; GROUP], [B; GROUP]) {
-        let load = |page: *const u8, k: usize| {
+        let load_old = |k: usize| {
             // SAFETY: block `k < GROUP` at `at` is inside the page (caller's contract), and
             // the CPU supports `B` (caller's contract).
-            unsafe { B::load(page.wrapping_add(at + k * BLOCK)) }
+            unsafe { B::load(self.old.wrapping_add(at + k * BLOCK)) }
         };
+        // SAFETY: as above.
+        let load_new = |k: usize| unsafe { self.load_new::<B>(at + k * BLOCK) };
         // Written out: `array::from_fn` and `array::map` are not reliably inlined into the
         // `#[target_feature]` entry points.
-        let new = [
-            load(self.new, 0),
-            load(self.new, 1),
-            load(self.new, 2),
-            load(self.new, 3),
-        ];
-        let old = [
-            load(self.old, 0),
-            load(self.old, 1),
-            load(self.old, 2),
-            load(self.old, 3),
-        ];
+        let new = [load_new(0), load_new(1), load_new(2), load_new(3)];
+        let old = [load_old(0), load_old(1), load_old(2), load_old(3)];
         let diff = [
             old[0].xor(new[0]),
             old[1].xor(new[1]),
@@ -278,6 +295,31 @@ impl<const UPDATE: bool> Pages<UPDATE> {
             old[3].xor(new[3]),
         ];
         (new, diff)
+    }
+
+    /// Handles the `GROUP` blocks at `at` whose new bytes are `new` and XORs with the old
+    /// ones `diff`. An unchanged block outside a changed run needs nothing, not even its
+    /// mask.
+    ///
+    /// # Safety
+    /// As for [`Pages::run`], and `at + GROUP * BLOCK <= len`.
+    #[inline(always)]
+    unsafe fn group_blocks<B: Block>(
+        &self,
+        runs: &mut Runs,
+        at: usize,
+        new: &[B; GROUP],
+        diff: &[B; GROUP],
+    ) -> Result<(), Overflow> {
+        // Written out: a loop over the blocks is not unrolled and keeps them in memory.
+        // SAFETY: the four blocks from `at` are inside the pages (caller's contract).
+        unsafe { self.group_block(runs, at, new[0], diff[0]) }?;
+        // SAFETY: as above.
+        unsafe { self.group_block(runs, at + BLOCK, new[1], diff[1]) }?;
+        // SAFETY: as above.
+        unsafe { self.group_block(runs, at + 2 * BLOCK, new[2], diff[2]) }?;
+        // SAFETY: as above.
+        unsafe { self.group_block(runs, at + 3 * BLOCK, new[3], diff[3]) }
     }
 
     /// Handles one full block of a group whose new bytes are `new` and XOR with the old
@@ -292,10 +334,10 @@ impl<const UPDATE: bool> Pages<UPDATE> {
         at: usize,
         new: B,
         diff: B,
-    ) -> Result<(), Overflowed> {
+    ) -> Result<(), Overflow> {
         if diff.is_zero() {
             if runs.in_changed {
-                runs.close(at).map_err(|Overflow| Overflowed { refreshed: at })?;
+                runs.close(at)?;
             }
             return Ok(());
         }
@@ -303,7 +345,8 @@ impl<const UPDATE: bool> Pages<UPDATE> {
         unsafe { self.block(runs, at, new, diff.zero_mask()) }
     }
 
-    /// Handles one full block whose new bytes are `new` and equality mask is `mask`.
+    /// Handles one full block whose new bytes are `new` and equality mask is `mask`; with
+    /// `UPDATE`, a changed block is stored into the cached copy first.
     ///
     /// # Safety
     /// As for [`Pages::run`], and `at + BLOCK <= len`.
@@ -314,15 +357,12 @@ impl<const UPDATE: bool> Pages<UPDATE> {
         at: usize,
         new: B,
         mask: u64,
-    ) -> Result<(), Overflowed> {
+    ) -> Result<(), Overflow> {
         if UPDATE && mask != !0 {
             // SAFETY: the block is inside `cached` (caller's contract).
             unsafe { new.store(self.cached.wrapping_add(at)) };
         }
         runs.block::<B, UPDATE>(at, mask, new)
-            .map_err(|Overflow| Overflowed {
-                refreshed: at + BLOCK,
-            })
     }
 
     /// Handles the last `len - at` (< 64) bytes through zero-padded stack blocks.
@@ -330,14 +370,13 @@ impl<const UPDATE: bool> Pages<UPDATE> {
     /// # Safety
     /// As for [`Pages::run`], and `at < len < at + BLOCK`.
     #[inline(always)]
-    unsafe fn tail<B: Block>(&self, runs: &mut Runs, at: usize) -> Result<(), Overflowed> {
+    unsafe fn tail<B: Block>(&self, runs: &mut Runs, at: usize) -> Result<(), Overflow> {
         let rest = self.len - at;
         let mut old_buf = [0u8; BLOCK];
         let mut new_buf = [0u8; BLOCK];
-        // SAFETY: `rest` bytes from `at` are inside the pages; the buffers hold 64 > rest.
+        // SAFETY: `rest` bytes from `at` are inside the old page; the buffer holds 64 > rest.
         unsafe { ptr::copy_nonoverlapping(self.old.wrapping_add(at), old_buf.as_mut_ptr(), rest) };
-        // SAFETY: as above.
-        unsafe { ptr::copy_nonoverlapping(self.new.wrapping_add(at), new_buf.as_mut_ptr(), rest) };
+        self.new.read(at, &mut new_buf[..rest]);
         // SAFETY: the buffers are 64 bytes; the CPU supports `B` (caller's contract).
         let old = unsafe { B::load(old_buf.as_ptr()) };
         // SAFETY: as above.
@@ -352,9 +391,6 @@ impl<const UPDATE: bool> Pages<UPDATE> {
             };
         }
         runs.block::<B, UPDATE>(at, mask, new)
-            .map_err(|Overflow| Overflowed {
-                refreshed: self.len,
-            })
     }
 }
 

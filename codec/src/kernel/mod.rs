@@ -15,7 +15,8 @@
 pub(crate) mod reference;
 mod word;
 
-use crate::encode::Encoded;
+use crate::encoded::Encoded;
+use crate::source::PageSource;
 use core::fmt;
 
 /// Whether the CPU has the x86 feature `$feature`: probed at run time with `std`, else
@@ -48,10 +49,51 @@ macro_rules! aarch64_has {
     };
 }
 
+/// The `#[target_feature]` entry points of a SIMD kernel module, generated from its block
+/// type `$block`, its feature `$feature` and the detection macro `$has` (`x86_has` or
+/// `aarch64_has`): `is_available()`, and the unsafe `encode` and `encode_update`, which run
+/// the algorithm of `generic.rs` over `$block` and require the feature.
+macro_rules! simd_entry_points {
+    ($block:ident, $feature:tt, $has:ident) => {
+        /// Whether the CPU supports this kernel.
+        #[inline]
+        pub(super) fn is_available() -> bool {
+            $has!($feature)
+        }
+
+        /// Canonical encode.
+        ///
+        /// # Safety
+        /// The CPU supports this kernel ([`is_available`]); the lengths passed
+        /// `check_lengths`.
+        #[target_feature(enable = $feature)]
+        pub(super) unsafe fn encode(
+            old: &[u8],
+            new: &[u8],
+            out: &mut [u8],
+        ) -> $crate::encoded::Encoded {
+            // SAFETY: the caller's contract is `generic::encode`'s.
+            unsafe { super::generic::encode::<$block>(old, new, out) }
+        }
+
+        /// Single-pass encode and refresh.
+        ///
+        /// # Safety
+        /// As for [`encode`].
+        #[target_feature(enable = $feature)]
+        pub(super) unsafe fn encode_update<S: $crate::PageSource + ?Sized>(
+            cached: &mut [u8],
+            new: &S,
+            out: &mut [u8],
+        ) -> $crate::encoded::Encoded {
+            // SAFETY: the caller's contract is `generic::encode_update`'s.
+            unsafe { super::generic::encode_update::<$block, S>(cached, new, out) }
+        }
+    };
+}
+
 /// Declares the SIMD kernel modules, each compiled only for its architecture, and the
-/// three functions that reach them: the one place where the architecture `cfg`s live.
-/// Each module has `is_available()`, and `encode`/`encode_update` returning `None` when
-/// the CPU lacks its features.
+/// dispatch that reaches them: the one place where the architecture `cfg`s live.
 macro_rules! simd_kernels {
     ($($variant:ident => $module:ident on $arch:literal),* $(,)?) => {
         #[cfg(any($(target_arch = $arch),*))]
@@ -72,30 +114,40 @@ macro_rules! simd_kernels {
             }
         }
 
-        /// Encodes with SIMD kernel `kernel`; `None` if this CPU cannot run it.
-        fn simd_encode(kernel: Kernel, old: &[u8], new: &[u8], out: &mut [u8]) -> Option<Encoded> {
-            match kernel {
-                $(
-                    #[cfg(target_arch = $arch)]
-                    Kernel::$variant => $module::encode(old, new, out),
-                )*
-                _ => None,
+        impl Available {
+            /// Canonical encode; the lengths passed [`check_lengths`].
+            #[inline]
+            fn encode(self, old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
+                match self.0 {
+                    Kernel::Reference => reference::encode(old, new, out),
+                    $(
+                        #[cfg(target_arch = $arch)]
+                        // SAFETY: an `Available` kernel runs on this CPU.
+                        Kernel::$variant => unsafe { $module::encode(old, new, out) },
+                    )*
+                    // `Word` (a kernel of another architecture is never `Available`).
+                    _ => word::encode(old, new, out),
+                }
             }
-        }
 
-        /// Encodes and refreshes with SIMD kernel `kernel`; `None` if this CPU cannot run it.
-        fn simd_encode_update(
-            kernel: Kernel,
-            cached: &mut [u8],
-            new: &[u8],
-            out: &mut [u8],
-        ) -> Option<Encoded> {
-            match kernel {
-                $(
-                    #[cfg(target_arch = $arch)]
-                    Kernel::$variant => $module::encode_update(cached, new, out),
-                )*
-                _ => None,
+            /// Single-pass encode and refresh; the lengths passed [`check_lengths`].
+            #[inline]
+            fn encode_update<S: PageSource + ?Sized>(
+                self,
+                cached: &mut [u8],
+                new: &S,
+                out: &mut [u8],
+            ) -> Encoded {
+                match self.0 {
+                    Kernel::Reference => reference::encode_update(cached, new, out),
+                    $(
+                        #[cfg(target_arch = $arch)]
+                        // SAFETY: an `Available` kernel runs on this CPU.
+                        Kernel::$variant => unsafe { $module::encode_update(cached, new, out) },
+                    )*
+                    // `Word` (a kernel of another architecture is never `Available`).
+                    _ => word::encode_update(cached, new, out),
+                }
             }
         }
     };
@@ -106,6 +158,57 @@ simd_kernels! {
     Avx2 => avx2 on "x86_64",
     Avx512 => avx512 on "x86_64",
     Neon => neon on "aarch64",
+}
+
+/// A kernel this CPU can run: made only after checking ([`Available::new`]) or from the
+/// cached choice of [`Kernel::best`], so that running it needs no second check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Available(Kernel);
+
+impl Available {
+    /// `kernel`, if this CPU can run it.
+    #[inline]
+    fn new(kernel: Kernel) -> Option<Self> {
+        kernel.is_available().then_some(Self(kernel))
+    }
+
+    /// The fastest available kernel, detected once and cached (see [`Kernel::best`]).
+    #[inline]
+    pub(crate) fn best() -> Self {
+        #[cfg(feature = "std")]
+        {
+            detected::best()
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            fastest_available(None)
+        }
+    }
+
+    /// [`Available::encode`] after checking the lengths.
+    ///
+    /// # Panics
+    /// As [`crate::encode`].
+    #[inline]
+    pub(crate) fn encode_checked(self, old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
+        check_lengths(old.len(), new.len());
+        self.encode(old, new, out)
+    }
+
+    /// [`Available::encode_update`] after checking the lengths.
+    ///
+    /// # Panics
+    /// As [`crate::encode_update`].
+    #[inline]
+    pub(crate) fn encode_update_checked<S: PageSource + ?Sized>(
+        self,
+        cached: &mut [u8],
+        new: &S,
+        out: &mut [u8],
+    ) -> Encoded {
+        check_lengths(cached.len(), new.len());
+        self.encode_update(cached, new, out)
+    }
 }
 
 /// An encoding kernel. All kernels produce byte-identical canonical output; they differ
@@ -204,17 +307,13 @@ impl Kernel {
     /// name is ignored.
     #[inline]
     pub fn best() -> Kernel {
-        #[cfg(feature = "std")]
-        {
-            detected::best()
-        }
-        #[cfg(not(feature = "std"))]
-        {
-            fastest_available(None)
-        }
+        Available::best().0
     }
 
     /// Canonical encode with this kernel (see [`crate::encode`]).
+    ///
+    /// # Errors
+    /// [`KernelUnavailable`] when this CPU cannot run the kernel.
     ///
     /// # Panics
     /// If `old` and `new` differ in length or are longer than `u32::MAX` bytes.
@@ -224,57 +323,25 @@ impl Kernel {
         new: &[u8],
         out: &mut [u8],
     ) -> Result<Encoded, KernelUnavailable> {
-        check_lengths(old, new);
-        match self {
-            Kernel::Reference => Ok(reference::encode(old, new, out)),
-            Kernel::Word => Ok(word::encode(old, new, out)),
-            simd => simd_encode(simd, old, new, out).ok_or(KernelUnavailable(simd)),
-        }
+        let kernel = Available::new(self).ok_or(KernelUnavailable(self))?;
+        Ok(kernel.encode_checked(old, new, out))
     }
 
     /// Single-pass encode and refresh with this kernel (see [`crate::encode_update`]).
     ///
+    /// # Errors
+    /// [`KernelUnavailable`] when this CPU cannot run the kernel.
+    ///
     /// # Panics
     /// If `cached` and `new` differ in length or are longer than `u32::MAX` bytes.
-    pub fn encode_update(
+    pub fn encode_update<S: PageSource + ?Sized>(
         self,
         cached: &mut [u8],
-        new: &[u8],
+        new: &S,
         out: &mut [u8],
     ) -> Result<Encoded, KernelUnavailable> {
-        check_lengths(cached, new);
-        match self {
-            Kernel::Reference => Ok(reference::encode_update(cached, new, out)),
-            Kernel::Word => Ok(word::encode_update(cached, new, out)),
-            simd => simd_encode_update(simd, cached, new, out).ok_or(KernelUnavailable(simd)),
-        }
-    }
-
-    /// Runs a kernel obtained from [`Kernel::best`], hence available. (Were it not, the
-    /// [`Word`](Kernel::Word) kernel would run instead: the SIMD entry points check the CPU
-    /// themselves.)
-    #[inline]
-    pub(crate) fn encode_unchecked_availability(
-        self,
-        old: &[u8],
-        new: &[u8],
-        out: &mut [u8],
-    ) -> Encoded {
-        self.encode(old, new, out)
-            .unwrap_or_else(|_| word::encode(old, new, out))
-    }
-
-    /// Runs a kernel obtained from [`Kernel::best`], hence available (else the
-    /// [`Word`](Kernel::Word) kernel).
-    #[inline]
-    pub(crate) fn encode_update_unchecked_availability(
-        self,
-        cached: &mut [u8],
-        new: &[u8],
-        out: &mut [u8],
-    ) -> Encoded {
-        self.encode_update(cached, new, out)
-            .unwrap_or_else(|_| word::encode_update(cached, new, out))
+        let kernel = Available::new(self).ok_or(KernelUnavailable(self))?;
+        Ok(kernel.encode_update_checked(cached, new, out))
     }
 }
 
@@ -285,28 +352,32 @@ impl fmt::Display for Kernel {
 }
 
 /// The fastest available kernel at or below `cap` in tier order.
-fn fastest_available(cap: Option<Kernel>) -> Kernel {
-    Kernel::available()
-        .filter(|&k| cap.is_none_or(|cap| k <= cap))
-        .last()
-        .unwrap_or(Kernel::Reference)
+fn fastest_available(cap: Option<Kernel>) -> Available {
+    Kernel::ALL
+        .iter()
+        .rev()
+        .filter(|&&k| cap.is_none_or(|cap| k <= cap))
+        .find_map(|&k| Available::new(k))
+        .unwrap_or(Available(Kernel::Reference))
 }
 
 /// Run-time choice of [`Kernel::best`], made once.
 #[cfg(feature = "std")]
 mod detected {
-    use super::{Kernel, fastest_available};
+    use super::{Available, Kernel, fastest_available};
     use core::sync::atomic::{AtomicU8, Ordering};
 
     /// Index in [`Kernel::ALL`] of the chosen kernel, or [`UNKNOWN`] before the first call.
+    /// Only [`detect`] stores it, with a kernel it found available.
     static BEST: AtomicU8 = AtomicU8::new(UNKNOWN);
     const UNKNOWN: u8 = u8::MAX;
 
     #[inline]
-    pub(super) fn best() -> Kernel {
+    pub(super) fn best() -> Available {
         let index = BEST.load(Ordering::Relaxed);
         match Kernel::ALL.get(usize::from(index)) {
-            Some(&kernel) => kernel,
+            // Stored by `detect`, which checked it.
+            Some(&kernel) => Available(kernel),
             None => detect(),
         }
     }
@@ -314,10 +385,10 @@ mod detected {
     /// Probes the CPU and the environment and caches the choice. Racing threads compute
     /// the same value.
     #[cold]
-    fn detect() -> Kernel {
+    fn detect() -> Available {
         let cap = std::env::var(Kernel::ENV_VAR).ok();
         let kernel = choose(cap.as_deref());
-        let index = Kernel::ALL.iter().position(|&k| k == kernel);
+        let index = Kernel::ALL.iter().position(|&k| k == kernel.0);
         if let Some(index) = index.and_then(|i| u8::try_from(i).ok()) {
             BEST.store(index, Ordering::Relaxed);
         }
@@ -325,20 +396,16 @@ mod detected {
     }
 
     /// The choice for the environment variable's value `cap`.
-    pub(super) fn choose(cap: Option<&str>) -> Kernel {
+    pub(super) fn choose(cap: Option<&str>) -> Available {
         fastest_available(cap.and_then(|name| Kernel::from_name(name.trim())))
     }
 }
 
 /// Panics unless the pages have the same length, at most `u32::MAX` bytes.
-pub(crate) fn check_lengths(old: &[u8], new: &[u8]) {
-    assert_eq!(
-        old.len(),
-        new.len(),
-        "old and new pages must have the same length"
-    );
+pub(crate) fn check_lengths(old: usize, new: usize) {
+    assert_eq!(old, new, "old and new pages must have the same length");
     assert!(
-        u32::try_from(old.len()).is_ok(),
+        u32::try_from(old).is_ok(),
         "page longer than u32::MAX bytes"
     );
 }
@@ -363,22 +430,22 @@ mod tests {
     #[test]
     fn best_is_the_fastest_available_and_never_the_reference_by_default() {
         let fastest = Kernel::available().last();
-        assert_eq!(choose(None), fastest.unwrap_or(Kernel::Reference));
-        assert!(choose(None) >= Kernel::Word);
+        assert_eq!(choose(None).0, fastest.unwrap_or(Kernel::Reference));
+        assert!(choose(None).0 >= Kernel::Word);
         assert!(Kernel::best().is_available());
     }
 
     #[test]
     fn the_environment_value_caps_the_tier() {
-        assert_eq!(choose(Some("reference")), Kernel::Reference);
-        assert_eq!(choose(Some("word")), Kernel::Word);
-        assert_eq!(choose(Some(" Word\n")), Kernel::Word);
+        assert_eq!(choose(Some("reference")).0, Kernel::Reference);
+        assert_eq!(choose(Some("word")).0, Kernel::Word);
+        assert_eq!(choose(Some(" Word\n")).0, Kernel::Word);
         assert_eq!(choose(Some("no-such-kernel")), choose(None));
         for &cap in Kernel::ALL {
-            let chosen = choose(Some(cap.name()));
+            let chosen = choose(Some(cap.name())).0;
             assert!(chosen <= cap && chosen.is_available());
             assert_eq!(chosen == cap, cap.is_available());
-            assert_eq!(chosen, fastest_available(Some(cap)));
+            assert_eq!(chosen, fastest_available(Some(cap)).0);
         }
     }
 

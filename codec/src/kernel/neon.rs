@@ -6,44 +6,13 @@
 //! 4 bits per byte, a 64-bit word per 16 bytes, which does not fit one 64-bit mask per
 //! 64-byte block.
 
-use super::generic::{self, Block};
-use crate::encode::Encoded;
+use super::generic::Block;
 use core::arch::aarch64::{
     uint8x16_t, vandq_u8, vceqzq_u8, vdupq_n_u64, veorq_u8, vgetq_lane_u64, vld1q_u8, vorrq_u8,
     vpaddq_u8, vpmaxq_u8, vreinterpretq_u8_u64, vreinterpretq_u64_u8, vst1q_u8,
 };
 
-/// Whether the CPU supports this kernel.
-#[inline]
-pub(super) fn is_available() -> bool {
-    aarch64_has!("neon")
-}
-
-/// Canonical encode; `None` when the CPU lacks NEON.
-#[inline]
-pub(super) fn encode(old: &[u8], new: &[u8], out: &mut [u8]) -> Option<Encoded> {
-    // SAFETY: NEON is available (checked first).
-    is_available().then(|| unsafe { encode_neon(old, new, out) })
-}
-
-/// Single-pass encode and refresh; `None` when the CPU lacks NEON.
-#[inline]
-pub(super) fn encode_update(cached: &mut [u8], new: &[u8], out: &mut [u8]) -> Option<Encoded> {
-    // SAFETY: NEON is available (checked first).
-    is_available().then(|| unsafe { encode_update_neon(cached, new, out) })
-}
-
-#[target_feature(enable = "neon")]
-fn encode_neon(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
-    // SAFETY: this function runs only with NEON; the dispatcher checked the lengths.
-    unsafe { generic::encode::<Neon>(old, new, out) }
-}
-
-#[target_feature(enable = "neon")]
-fn encode_update_neon(cached: &mut [u8], new: &[u8], out: &mut [u8]) -> Encoded {
-    // SAFETY: this function runs only with NEON; the dispatcher checked the lengths.
-    unsafe { generic::encode_update::<Neon>(cached, new, out) }
-}
+simd_entry_points!(Neon, "neon", aarch64_has);
 
 /// A block in four NEON registers.
 #[derive(Clone, Copy)]

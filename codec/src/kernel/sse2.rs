@@ -1,43 +1,12 @@
 //! SSE2 kernel (x86-64 baseline): four 16-byte vectors per block, four `movemask`s per mask.
 
-use super::generic::{self, Block};
-use crate::encode::Encoded;
+use super::generic::Block;
 use core::arch::x86_64::{
     __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_setzero_si128,
     _mm_storeu_si128, _mm_xor_si128,
 };
 
-/// Whether the CPU supports this kernel.
-#[inline]
-pub(super) fn is_available() -> bool {
-    x86_has!("sse2")
-}
-
-/// Canonical encode; `None` when the CPU lacks SSE2.
-#[inline]
-pub(super) fn encode(old: &[u8], new: &[u8], out: &mut [u8]) -> Option<Encoded> {
-    // SAFETY: SSE2 is available (checked first).
-    is_available().then(|| unsafe { encode_sse2(old, new, out) })
-}
-
-/// Single-pass encode and refresh; `None` when the CPU lacks SSE2.
-#[inline]
-pub(super) fn encode_update(cached: &mut [u8], new: &[u8], out: &mut [u8]) -> Option<Encoded> {
-    // SAFETY: SSE2 is available (checked first).
-    is_available().then(|| unsafe { encode_update_sse2(cached, new, out) })
-}
-
-#[target_feature(enable = "sse2")]
-fn encode_sse2(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
-    // SAFETY: this function runs only with SSE2; the dispatcher checked the lengths.
-    unsafe { generic::encode::<Sse2>(old, new, out) }
-}
-
-#[target_feature(enable = "sse2")]
-fn encode_update_sse2(cached: &mut [u8], new: &[u8], out: &mut [u8]) -> Encoded {
-    // SAFETY: this function runs only with SSE2; the dispatcher checked the lengths.
-    unsafe { generic::encode_update::<Sse2>(cached, new, out) }
-}
+simd_entry_points!(Sse2, "sse2", x86_has);
 
 /// A block in four SSE2 registers.
 #[derive(Clone, Copy)]

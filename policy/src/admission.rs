@@ -3,8 +3,9 @@
 //! A cached page is always kept up to date whatever the policy says; admission only
 //! decides whether a page *without* an entry gets one. The last stage never inserts.
 
-use crate::config::{ConfigError, Stage};
+use crate::error::ConfigError;
 use crate::fallible;
+use crate::stage::Stage;
 
 /// Decides whether a page that is not cached may enter the cache.
 ///

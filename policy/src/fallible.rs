@@ -5,7 +5,7 @@
 //! size comes from a configuration value goes through these helpers. Small allocations of a
 //! fixed size (a handful of boxes per shard) do not.
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// The error for a refused allocation of `count` values of `T`.
 fn out_of_memory<T>(count: usize) -> ConfigError {

@@ -14,9 +14,11 @@
 pub mod admission;
 pub mod cache;
 mod config;
+mod error;
 mod fallible;
 mod receiver;
 mod sender;
+mod stage;
 pub mod stats;
 pub mod wire;
 
@@ -24,8 +26,10 @@ pub use admission::{Admission, AdmissionPolicy, AdmitAlways, AfterBulk, Frequenc
 pub use cache::{
     CACHED_PAGE_LIFETIME, CacheKind, DirectMappedCache, PageCache, Replacement, SetAssociativeCache,
 };
-pub use config::{ConfigError, MAX_SHARDS, SenderConfig, Stage};
+pub use config::SenderConfig;
+pub use error::{ConfigError, MAX_SHARDS};
 pub use receiver::{Applied, ReceiveError, Receiver};
 pub use sender::{Outcome, RawReason, SendError, Sender, Sent};
+pub use stage::Stage;
 pub use stats::{SenderStats, XbzrleCacheStats};
 pub use wire::{Body, Record, RecordError};

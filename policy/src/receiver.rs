@@ -4,7 +4,7 @@ use core::fmt;
 
 use xbzrle::DecodeError;
 
-use crate::config::{ConfigError, check_page_size};
+use crate::error::{ConfigError, check_page_size};
 use crate::wire::{Body, Record, RecordError};
 
 /// Applies records to destination pages. Stateless apart from the page size, so one

@@ -4,15 +4,17 @@ use core::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
-use xbzrle::Encoded;
+use xbzrle::{Encoded, PageSource};
 
 use crate::admission::AdmissionPolicy;
 use crate::cache::PageCache;
-use crate::config::{ConfigError, SenderConfig, Stage, check_cache_bytes};
+use crate::config::SenderConfig;
+use crate::error::{ConfigError, check_cache_bytes};
 use crate::fallible;
-use crate::stats::{SenderStats, XbzrleCacheStats};
+use crate::stage::{Progress, Snapshot, Stage};
+use crate::stats::{Counters, Periods, SenderStats, XbzrleCacheStats};
 use crate::wire::{
-    Body, FLAG_XBZRLE, HEADER_LEN, MAX_DELTA_LEN, Record, XBZRLE_PAYLOAD_HEADER_LEN,
+    FLAG_PAGE, FLAG_XBZRLE, FLAG_ZERO, HEADER_LEN, MAX_DELTA_LEN, XBZRLE_PAYLOAD_HEADER_LEN,
     ZERO_RECORD_LEN, write_header, write_payload_header,
 };
 
@@ -95,9 +97,10 @@ impl fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
-/// One page being processed: where it lives and the state it is processed in (read once,
-/// under its shard's lock, so that one call makes one consistent decision).
-struct At {
+/// One page being sent: which page, where it lives, and the stage and generation it is
+/// sent in (read once, under its shard's lock, so that one call makes one consistent
+/// decision).
+struct SendJob {
     page: u64,
     /// Page number inside its shard.
     key: u64,
@@ -105,48 +108,17 @@ struct At {
     generation: u64,
 }
 
+/// One cache shard and what its pages were counted as, behind one lock.
 struct Shard {
     cache: Box<dyn PageCache>,
     admission: Box<dyn AdmissionPolicy>,
+    counters: Counters,
 }
 
-#[derive(Default)]
-struct Counters {
-    processed: AtomicU64,
-    zero: AtomicU64,
-    raw: AtomicU64,
-    xbzrle: AtomicU64,
-    skipped: AtomicU64,
-    wire_bytes: AtomicU64,
-    xbzrle_bytes: AtomicU64,
-    hits: AtomicU64,
-    misses: AtomicU64,
-    overflow: AtomicU64,
-}
-
-/// Totals at the end of the previous period, and the rates of the last completed one.
-#[derive(Default)]
-struct Period {
-    processed: u64,
-    misses: u64,
-    hits: u64,
-    xbzrle_bytes: u64,
-    wire_bytes: u64,
-    cache_miss_rate: f64,
-    encoding_rate: f64,
-    /// Pages and wire bytes of the last completed period (for the last-stage estimate).
-    last_pages: u64,
-    last_wire_bytes: u64,
-}
-
-/// Bit 0 of the state word: last stage.
-const LAST_BIT: u64 = 1;
-/// Bit 1 of the state word: [`Sender::end_bulk_stage`] was called.
-const BULK_ENDED_BIT: u64 = 2;
-/// Bits 2.. of the state word: the generation.
-const GENERATION_SHIFT: u32 = 2;
-/// One dirty sync in the state word.
-const ONE_GENERATION: u64 = 1 << GENERATION_SHIFT;
+/// A value alone in its cache lines (128 bytes: adjacent-line prefetchers pair lines), so
+/// that threads working on neighbouring shards do not share a line.
+#[repr(align(128))]
+struct CachePadded<T>(T);
 
 /// QEMU's sender decisions, usable from several migration channels at once.
 ///
@@ -161,10 +133,22 @@ const ONE_GENERATION: u64 = 1 << GENERATION_SHIFT;
 /// 3. [`Sender::start_last_stage`] (also a dirty sync) once the guest is stopped, then the
 ///    remaining dirty pages. The last stage is final.
 ///
+/// # Guest memory that vCPUs write meanwhile
+/// [`Sender::send_page`] reads the page through [`PageSource`]: pass a
+/// [`LivePage`](xbzrle::LivePage) (or, with the `vm-memory` feature, a `VolatileSlice`) for
+/// guest memory that vCPUs keep writing during the call; no private copy is needed. Every
+/// byte is read exactly once, and the record written and the cached copy left behind both
+/// come from that one read: on a miss or in the bulk stage the page is read into the raw
+/// record and cached from there, on a hit the kernel refreshes the cached copy from the
+/// registers it compared and takes the delta from the refreshed copy, on an overflow the
+/// refreshed copy is sent. The receiver therefore always holds what the cache holds, and
+/// the destination converges once the page is sent again after the guest stops (the page
+/// is dirty again, so a VMM's dirty log brings it back).
+///
 /// # Threads
 /// All methods take `&self`; the sender is `Send + Sync`. The cache is split into shards by
-/// page number, each behind its own lock with its own admission state, so channels working
-/// on different pages rarely wait on each other. The contract:
+/// page number, each behind its own lock with its own admission state and counters, so
+/// channels working on different pages rarely wait on each other. The contract:
 /// * one page must not be given to two `send_page` calls at the same time, and the
 ///   receiver must apply the records of one page in the order their `send_page` calls
 ///   returned (true when each channel owns its pages, or each page goes to one channel per
@@ -177,11 +161,10 @@ const ONE_GENERATION: u64 = 1 << GENERATION_SHIFT;
 pub struct Sender {
     page_size: usize,
     shard_bits: u32,
-    shards: Box<[Mutex<Shard>]>,
-    state: AtomicU64,
+    shards: Box<[CachePadded<Mutex<Shard>>]>,
+    progress: Progress,
     cache_size: AtomicU64,
-    counters: Counters,
-    period: Mutex<Period>,
+    periods: Mutex<Periods>,
 }
 
 impl fmt::Debug for Sender {
@@ -232,19 +215,19 @@ impl Sender {
         let shard_bytes = config.cache_bytes / config.shards as u64;
         let mut shards = fallible::with_capacity(config.shards)?;
         for i in 0..config.shards {
-            shards.push(Mutex::new(Shard {
+            shards.push(CachePadded(Mutex::new(Shard {
                 cache: config.cache.build(config.page_size, shard_bytes)?,
                 admission: policy(i)?,
-            }));
+                counters: Counters::default(),
+            })));
         }
         Ok(Self {
             page_size: config.page_size,
             shard_bits: config.shards.trailing_zeros(),
             shards: shards.into_boxed_slice(),
-            state: AtomicU64::new(0),
+            progress: Progress::default(),
             cache_size: AtomicU64::new(config.cache_bytes),
-            counters: Counters::default(),
-            period: Mutex::new(Period::default()),
+            periods: Mutex::new(Periods::default()),
         })
     }
 
@@ -272,12 +255,12 @@ impl Sender {
 
     /// Current generation: the number of dirty syncs so far.
     pub fn generation(&self) -> u64 {
-        generation_of(self.state.load(Relaxed))
+        self.progress.now().generation
     }
 
     /// Current stage.
     pub fn stage(&self) -> Stage {
-        stage_of(self.state.load(Relaxed))
+        self.progress.now().stage
     }
 
     /// Dirty sync at the start of a pass: the generation goes up by one and the rates of
@@ -285,7 +268,7 @@ impl Sender {
     /// [`Sender::end_bulk_stage`] already has. In the last stage this only counts a
     /// generation.
     pub fn start_pass(&self) {
-        self.state.fetch_add(ONE_GENERATION, Relaxed);
+        self.progress.sync();
         self.end_period();
     }
 
@@ -309,16 +292,13 @@ impl Sender {
     /// Thread-safe: it may overlap [`Sender::send_page`] calls, each of which then sees
     /// one stage or the other.
     pub fn end_bulk_stage(&self) {
-        self.state.fetch_or(BULK_ENDED_BIT, Relaxed);
+        self.progress.end_bulk_stage();
     }
 
     /// Dirty sync that enters the last stage: from now on the cache's page data is never
     /// written and nothing is inserted.
     pub fn start_last_stage(&self) {
-        // The closure always returns `Some`, so this cannot fail.
-        let _ = self
-            .state
-            .fetch_update(Relaxed, Relaxed, |s| Some((s + ONE_GENERATION) | LAST_BIT));
+        self.progress.sync_into_last_stage();
         self.end_period();
     }
 
@@ -342,11 +322,7 @@ impl Sender {
         // A poisoned shard refuses all work anyway; resizing it is harmless. Locks are
         // taken in index order, so concurrent resizes cannot deadlock.
         let mut guards = fallible::with_capacity(self.shards.len())?;
-        guards.extend(
-            self.shards
-                .iter()
-                .map(|s| s.lock().unwrap_or_else(|e| e.into_inner())),
-        );
+        guards.extend(self.shards.iter().map(|s| lock_even_poisoned(&s.0)));
         let mut before = fallible::with_capacity(guards.len())?;
         before.extend(guards.iter().map(|g| g.cache.configured_bytes()));
         for i in 0..guards.len() {
@@ -362,42 +338,48 @@ impl Sender {
         Ok(())
     }
 
-    /// Decides how to send `data`, the current content of page `page`, writes the record
-    /// (if any) at the start of `out` and updates the cache and statistics
-    /// (DESIGN §2):
+    /// Decides how to send the current content of page `page`, read from `data`, writes the
+    /// record (if any) at the start of `out` and updates the cache and statistics (QEMU's
+    /// `save_zero_page` and `save_xbzrle_page`):
     ///
     /// * all zero → exactly [`Sender::send_zero_page`];
     /// * bulk stage → raw; a cached copy is refreshed, a missing one inserted if admitted;
     /// * not cached → cache miss, inserted if admitted (not in the last stage), raw;
-    /// * cached (hit, age refreshed) → encoded against the copy, which becomes `data` in
-    ///   one pass (not in the last stage): unchanged → skipped, overflow → raw, else
-    ///   XBZRLE record.
+    /// * cached (hit, age refreshed) → encoded against the copy, which becomes the page in
+    ///   the same pass (not in the last stage): unchanged → skipped, overflow → raw (the
+    ///   refreshed copy), else XBZRLE record.
     ///
     /// In the last stage a cached copy whose page is sent is dropped instead of written
     /// (QEMU leaves it stale; dropping costs nothing and keeps a second send of the same
     /// page correct).
     ///
+    /// `data` may be guest memory that other threads write during the call (a
+    /// [`LivePage`](xbzrle::LivePage)): each of its bytes is read exactly once, and the
+    /// record and the cache both come from that read (see the [type](Sender) documentation).
+    /// The zero-page check runs on the copy, after the read.
+    ///
     /// # Errors
     /// Nothing is sent and no state changes: [`SendError::WrongPageSize`] when `data` is
     /// not one page, [`SendError::OutputTooSmall`] when `out` is shorter than
     /// [`Sender::max_record_len`], [`SendError::Poisoned`] for a poisoned shard.
-    pub fn send_page(&self, page: u64, data: &[u8], out: &mut [u8]) -> Result<Sent, SendError> {
-        if data.len() != self.page_size {
+    pub fn send_page<S: PageSource + ?Sized>(
+        &self,
+        page: u64,
+        data: &S,
+        out: &mut [u8],
+    ) -> Result<Sent, SendError> {
+        let len = data.len();
+        if len != self.page_size {
             return Err(SendError::WrongPageSize {
-                len: data.len(),
+                len,
                 page_size: self.page_size,
             });
         }
-        self.process(page, out, self.max_record_len(), |shard, at, out| {
-            if is_zero(data) {
-                self.zero(shard, at, out)
-            } else if at.stage == Stage::Bulk {
-                if shard.cache.get(at.key).is_some() || shard.admission.admit(page, at.stage) {
-                    shard.cache.insert(at.key, data, at.generation);
-                }
-                self.raw(out, page, data, RawReason::Bulk)
+        self.process(page, out, self.max_record_len(), |shard, job, out| {
+            if job.stage == Stage::Bulk {
+                self.send_bulk(shard, job, data, out)
             } else {
-                self.send_after_bulk(shard, at, data, out)
+                self.send_after_bulk(shard, job, data, out)
             }
         })
     }
@@ -422,8 +404,9 @@ impl Sender {
     /// shorter than [`ZERO_RECORD_LEN`] (a buffer of [`Sender::max_record_len`] always
     /// suffices), [`SendError::Poisoned`] for a poisoned shard.
     pub fn send_zero_page(&self, page: u64, out: &mut [u8]) -> Result<Sent, SendError> {
-        self.process(page, out, ZERO_RECORD_LEN, |shard, at, out| {
-            self.zero(shard, at, out)
+        self.process(page, out, ZERO_RECORD_LEN, |shard, job, out| {
+            let cached = shard.cache.get(job.key).is_some();
+            self.zero(shard, job, cached, out)
         })
     }
 
@@ -435,7 +418,7 @@ impl Sender {
         page: u64,
         out: &mut [u8],
         needed: usize,
-        decide: impl FnOnce(&mut Shard, &At, &mut [u8]) -> Sent,
+        decide: impl FnOnce(&mut Shard, &SendJob, &mut [u8]) -> Sent,
     ) -> Result<Sent, SendError> {
         if out.len() < needed {
             return Err(SendError::OutputTooSmall {
@@ -445,142 +428,165 @@ impl Sender {
         }
         let mut shard = self.lock_shard(page)?;
         let shard = &mut *shard;
-        let state = self.state.load(Relaxed);
-        let at = At {
+        let Snapshot { stage, generation } = self.progress.now();
+        let job = SendJob {
             page,
             key: page >> self.shard_bits,
-            stage: stage_of(state),
-            generation: generation_of(state),
+            stage,
+            generation,
         };
-        shard.admission.observe(page, at.stage);
-        let sent = decide(shard, &at, out);
-        self.counters.processed.fetch_add(1, Relaxed);
-        self.counters.wire_bytes.fetch_add(sent.len as u64, Relaxed);
+        shard.admission.observe(page, stage);
+        let sent = decide(shard, &job, out);
+        let counters = &mut shard.counters;
+        counters.processed += 1;
+        counters.wire_bytes += sent.len as u64;
+        match sent.outcome {
+            Outcome::Zero => counters.zero += 1,
+            Outcome::Raw(_) => counters.raw += 1,
+            Outcome::Xbzrle => counters.xbzrle += 1,
+            Outcome::Skipped => counters.skipped += 1,
+        }
         Ok(sent)
     }
 
-    /// Step 1 of DESIGN §2, the one place a zero page is handled (for both
-    /// [`Sender::send_page`] and [`Sender::send_zero_page`]): the cache entry becomes a
-    /// zero page as described at `send_zero_page`, and the zero record is written.
-    fn zero(&self, shard: &mut Shard, at: &At, out: &mut [u8]) -> Sent {
-        match at.stage {
+    /// The one place a zero page's cache effect is decided (for [`Sender::send_zero_page`],
+    /// and for [`Sender::send_page`] on a page it read as zeros and had not cached, or had
+    /// in the last stage): as described at `send_zero_page`; then the zero record.
+    fn zero(&self, shard: &mut Shard, job: &SendJob, cached: bool, out: &mut [u8]) -> Sent {
+        match job.stage {
             Stage::Last => {
-                shard.cache.remove(at.key);
+                shard.cache.remove(job.key);
             }
             Stage::Bulk | Stage::Iterative => {
-                let cached = shard.cache.get(at.key).is_some();
                 if cached
-                    || (at.stage == Stage::Iterative && shard.admission.admit(at.page, at.stage))
+                    || (job.stage == Stage::Iterative && shard.admission.admit(job.page, job.stage))
                 {
-                    shard.cache.insert_zero(at.key, at.generation);
+                    shard.cache.insert_zero(job.key, job.generation);
                 }
             }
         }
-        let len = write(out, at.page, Body::Zero { fill: 0 });
-        self.counters.zero.fetch_add(1, Relaxed);
-        Sent {
-            outcome: Outcome::Zero,
-            len,
-        }
+        zero_record(out, job.page)
     }
 
-    /// Steps 3 to 5 of DESIGN §2: lookup, then miss or hit.
-    fn send_after_bulk(&self, shard: &mut Shard, at: &At, data: &[u8], out: &mut [u8]) -> Sent {
-        let &At {
-            page,
-            key,
-            stage,
-            generation,
-        } = at;
-        let last = stage == Stage::Last;
-        let capacity = self.delta_capacity();
-        let payload_start = HEADER_LEN + XBZRLE_PAYLOAD_HEADER_LEN;
-        let delta_out = &mut out[payload_start..payload_start + capacity];
-        let encoded = match shard.cache.hit(key, generation) {
-            None => {
-                self.counters.misses.fetch_add(1, Relaxed);
-                if !last && shard.admission.admit(page, stage) {
-                    shard.cache.insert(key, data, generation);
-                }
-                return self.raw(out, page, data, RawReason::Miss);
-            }
-            Some(cached) if last => xbzrle::encode(cached, data, delta_out),
-            Some(cached) => xbzrle::encode_update(cached, data, delta_out),
-        };
-        self.counters.hits.fetch_add(1, Relaxed);
-        if last && encoded != Encoded::Unchanged {
-            shard.cache.remove(key);
+    /// Reads the page once, into the body of a raw record at the start of `out`, and
+    /// returns that body: everything this send does with the page starts from it.
+    fn read_into_raw_record<'o, S: PageSource + ?Sized>(
+        &self,
+        data: &S,
+        out: &'o mut [u8],
+    ) -> &'o [u8] {
+        let body = &mut out[HEADER_LEN..HEADER_LEN + self.page_size];
+        data.read(0, body);
+        body
+    }
+
+    /// Bulk stage: raw, from one read; a cached copy is refreshed from it, a missing one
+    /// inserted if admitted.
+    fn send_bulk<S: PageSource + ?Sized>(
+        &self,
+        shard: &mut Shard,
+        job: &SendJob,
+        data: &S,
+        out: &mut [u8],
+    ) -> Sent {
+        let body = self.read_into_raw_record(data, out);
+        let cached = shard.cache.get(job.key).is_some();
+        if is_zero(body) {
+            return self.zero(shard, job, cached, out);
         }
-        match encoded {
-            Encoded::Unchanged => {
-                self.counters.skipped.fetch_add(1, Relaxed);
-                Sent {
+        if cached || shard.admission.admit(job.page, job.stage) {
+            shard.cache.insert(job.key, body, job.generation);
+        }
+        self.raw_record(out, job.page, RawReason::Bulk)
+    }
+
+    /// After the bulk stage: lookup, then miss or hit.
+    fn send_after_bulk<S: PageSource + ?Sized>(
+        &self,
+        shard: &mut Shard,
+        job: &SendJob,
+        data: &S,
+        out: &mut [u8],
+    ) -> Sent {
+        let last = job.stage == Stage::Last;
+        let Some(cached) = shard.cache.hit(job.key, job.generation) else {
+            // A miss: read the page into the raw record; cache it from there.
+            let body = self.read_into_raw_record(data, out);
+            if is_zero(body) {
+                return self.zero(shard, job, false, out);
+            }
+            shard.counters.misses += 1;
+            if !last && shard.admission.admit(job.page, job.stage) {
+                shard.cache.insert(job.key, body, job.generation);
+            }
+            return self.raw_record(out, job.page, RawReason::Miss);
+        };
+        // A hit: the kernel reads the page once, refreshes the cached copy from what it
+        // read and takes the delta's bytes from the refreshed copy.
+        let payload_start = HEADER_LEN + XBZRLE_PAYLOAD_HEADER_LEN;
+        let delta_out = &mut out[payload_start..payload_start + self.delta_capacity()];
+        let encoded = xbzrle::encode_update(cached, data, delta_out);
+        // The refreshed copy is what was read.
+        let sent = if is_zero(cached) {
+            // What `zero` does to a cached page: the copy became zeros and its age (and,
+            // for a set-associative cache, its hit count) was updated by the lookup. Not a
+            // hit for the statistics, as in QEMU, which checks for zeros first.
+            zero_record(out, job.page)
+        } else {
+            shard.counters.hits += 1;
+            match encoded {
+                Encoded::Unchanged => Sent {
                     outcome: Outcome::Skipped,
                     len: 0,
+                },
+                Encoded::Overflow => {
+                    shard.counters.overflow += 1;
+                    shard.counters.xbzrle_bytes += self.page_size as u64;
+                    out[HEADER_LEN..HEADER_LEN + self.page_size].copy_from_slice(cached);
+                    self.raw_record(out, job.page, RawReason::Overflow)
+                }
+                Encoded::Delta(n) => {
+                    shard.counters.xbzrle_bytes += (XBZRLE_PAYLOAD_HEADER_LEN + n) as u64;
+                    xbzrle_record(out, job.page, n)
                 }
             }
-            Encoded::Overflow => {
-                self.counters.overflow.fetch_add(1, Relaxed);
-                self.counters
-                    .xbzrle_bytes
-                    .fetch_add(self.page_size as u64, Relaxed);
-                self.raw(out, page, data, RawReason::Overflow)
-            }
-            Encoded::Delta(n) => {
-                // The delta is already in place after both headers; n <= capacity <= u16::MAX.
-                write_header(out, FLAG_XBZRLE, page);
-                write_payload_header(&mut out[HEADER_LEN..], u16::try_from(n).unwrap_or(u16::MAX));
-                self.counters.xbzrle.fetch_add(1, Relaxed);
-                self.counters
-                    .xbzrle_bytes
-                    .fetch_add((XBZRLE_PAYLOAD_HEADER_LEN + n) as u64, Relaxed);
-                Sent {
-                    outcome: Outcome::Xbzrle,
-                    len: payload_start + n,
-                }
-            }
+        };
+        if last && sent.outcome != Outcome::Skipped {
+            // The copy was written in the last stage: drop it (see `send_page`).
+            shard.cache.remove(job.key);
         }
+        sent
     }
 
-    fn raw(&self, out: &mut [u8], page: u64, data: &[u8], reason: RawReason) -> Sent {
-        self.counters.raw.fetch_add(1, Relaxed);
+    /// Completes the raw record whose body (one page) is in place in `out`.
+    fn raw_record(&self, out: &mut [u8], page: u64, reason: RawReason) -> Sent {
+        write_header(out, FLAG_PAGE, page);
         Sent {
             outcome: Outcome::Raw(reason),
-            len: write(out, page, Body::Raw(data)),
+            len: HEADER_LEN + self.page_size,
         }
     }
 
     fn lock_shard(&self, page: u64) -> Result<MutexGuard<'_, Shard>, SendError> {
-        let index = (page & (self.shards.len() as u64 - 1)) as usize;
-        self.shards[index].lock().map_err(|_| SendError::Poisoned)
+        self.shard_of(page).lock().map_err(|_| SendError::Poisoned)
+    }
+
+    fn shard_of(&self, page: u64) -> &Mutex<Shard> {
+        &self.shards[(page & (self.shards.len() as u64 - 1)) as usize].0
+    }
+
+    /// The counters of every shard, summed.
+    fn totals(&self) -> Counters {
+        let mut totals = Counters::default();
+        for shard in self.shards.iter() {
+            totals += lock_even_poisoned(&shard.0).counters;
+        }
+        totals
     }
 
     fn end_period(&self) {
-        let c = &self.counters;
-        let processed = c.processed.load(Relaxed);
-        let mut p = self.period.lock().unwrap_or_else(|e| e.into_inner());
-        let pages = processed - p.processed;
-        if pages == 0 {
-            return;
-        }
-        let misses = c.misses.load(Relaxed);
-        let hits = c.hits.load(Relaxed);
-        let xbzrle_bytes = c.xbzrle_bytes.load(Relaxed);
-        let wire_bytes = c.wire_bytes.load(Relaxed);
-        p.cache_miss_rate = (misses - p.misses) as f64 / pages as f64;
-        let (dhits, dbytes) = (hits - p.hits, xbzrle_bytes - p.xbzrle_bytes);
-        p.encoding_rate = if dhits == 0 || dbytes == 0 {
-            0.0
-        } else {
-            (dhits * self.page_size as u64) as f64 / dbytes as f64
-        };
-        p.last_pages = pages;
-        p.last_wire_bytes = wire_bytes - p.wire_bytes;
-        p.processed = processed;
-        p.misses = misses;
-        p.hits = hits;
-        p.xbzrle_bytes = xbzrle_bytes;
-        p.wire_bytes = wire_bytes;
+        let totals = self.totals();
+        lock_even_poisoned(&self.periods).end(totals, self.page_size);
     }
 
     /// Estimated wire bytes to send `dirty_pages` pages now, for a convergence rule: the
@@ -588,56 +594,41 @@ impl Sender {
     /// in the measured encoding rate, miss rate, zero and skipped pages), else over the
     /// current period, else a raw page per page.
     pub fn estimate_last_stage_bytes(&self, dirty_pages: u64) -> u64 {
-        let p = self.period.lock().unwrap_or_else(|e| e.into_inner());
-        let (pages, bytes) = if p.last_pages != 0 {
-            (p.last_pages, p.last_wire_bytes)
-        } else {
-            let c = &self.counters;
-            (
-                c.processed.load(Relaxed) - p.processed,
-                c.wire_bytes.load(Relaxed) - p.wire_bytes,
-            )
-        };
-        if pages == 0 {
-            return dirty_pages.saturating_mul((HEADER_LEN + self.page_size) as u64);
-        }
-        let estimate = u128::from(dirty_pages) * u128::from(bytes) / u128::from(pages);
-        u64::try_from(estimate).unwrap_or(u64::MAX)
+        let totals = self.totals();
+        let raw_record_len = (HEADER_LEN + self.page_size) as u64;
+        lock_even_poisoned(&self.periods).estimate(totals, dirty_pages, raw_record_len)
     }
 
     /// Statistics now.
     pub fn stats(&self) -> SenderStats {
-        let c = &self.counters;
-        let (cache_miss_rate, encoding_rate) = {
-            let p = self.period.lock().unwrap_or_else(|e| e.into_inner());
-            (p.cache_miss_rate, p.encoding_rate)
-        };
+        let c = self.totals();
+        let (cache_miss_rate, encoding_rate) = lock_even_poisoned(&self.periods).rates();
         let (mut cache_pages, mut cache_capacity, mut cache_allocated_bytes) = (0, 0, 0);
         for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let shard = lock_even_poisoned(&shard.0);
             cache_pages += shard.cache.len();
             cache_capacity += shard.cache.capacity();
             cache_allocated_bytes += shard.cache.allocated_bytes();
         }
-        let state = self.state.load(Relaxed);
+        let Snapshot { stage, generation } = self.progress.now();
         SenderStats {
             xbzrle_cache: XbzrleCacheStats {
                 cache_size: self.cache_size.load(Relaxed),
-                bytes: c.xbzrle_bytes.load(Relaxed),
-                pages: c.hits.load(Relaxed),
-                cache_miss: c.misses.load(Relaxed),
+                bytes: c.xbzrle_bytes,
+                pages: c.hits,
+                cache_miss: c.misses,
                 cache_miss_rate,
                 encoding_rate,
-                overflow: c.overflow.load(Relaxed),
+                overflow: c.overflow,
             },
-            stage: stage_of(state),
-            generation: generation_of(state),
-            pages_processed: c.processed.load(Relaxed),
-            zero_pages: c.zero.load(Relaxed),
-            raw_pages: c.raw.load(Relaxed),
-            xbzrle_pages: c.xbzrle.load(Relaxed),
-            skipped_pages: c.skipped.load(Relaxed),
-            wire_bytes: c.wire_bytes.load(Relaxed),
+            stage,
+            generation,
+            pages_processed: c.processed,
+            zero_pages: c.zero,
+            raw_pages: c.raw,
+            xbzrle_pages: c.xbzrle,
+            skipped_pages: c.skipped,
+            wire_bytes: c.wire_bytes,
             cache_pages,
             cache_capacity,
             cache_allocated_bytes,
@@ -648,45 +639,46 @@ impl Sender {
     pub fn cache_allocated_bytes(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| {
-                s.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .cache
-                    .allocated_bytes()
-            })
+            .map(|s| lock_even_poisoned(&s.0).cache.allocated_bytes())
             .sum()
     }
 
     /// A copy of the cached page and its age, if `page` is cached (for inspection and
     /// tests; does not count as a use).
     pub fn cached_page(&self, page: u64) -> Option<(Vec<u8>, u64)> {
-        let shard = self.shards[(page & (self.shards.len() as u64 - 1)) as usize]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let shard = lock_even_poisoned(self.shard_of(page));
         let key = page >> self.shard_bits;
         Some((shard.cache.get(key)?.to_vec(), shard.cache.age(key)?))
     }
 }
 
-fn generation_of(state: u64) -> u64 {
-    state >> GENERATION_SHIFT
+/// Locks `mutex` even if a thread panicked while holding it: for reading counters and
+/// sizes, which stay meaningful.
+fn lock_even_poisoned<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Last stage once entered; else the bulk stage until `end_bulk_stage` or the second
-/// dirty sync, whichever comes first.
-fn stage_of(state: u64) -> Stage {
-    if state & LAST_BIT != 0 {
-        Stage::Last
-    } else if state & BULK_ENDED_BIT != 0 || generation_of(state) >= 2 {
-        Stage::Iterative
-    } else {
-        Stage::Bulk
+/// Writes the zero-page record of `page` at the start of `out` (at least
+/// [`ZERO_RECORD_LEN`] bytes).
+fn zero_record(out: &mut [u8], page: u64) -> Sent {
+    write_header(out, FLAG_ZERO, page);
+    out[HEADER_LEN] = 0;
+    Sent {
+        outcome: Outcome::Zero,
+        len: ZERO_RECORD_LEN,
     }
 }
 
-fn write(out: &mut [u8], page: u64, body: Body<'_>) -> usize {
-    // `out` holds max_record_len() bytes, enough for any record of this page size.
-    Record { page, body }.write(out).unwrap_or(0)
+/// Completes the XBZRLE record of `page` whose delta of `n` bytes is in place after both
+/// headers.
+fn xbzrle_record(out: &mut [u8], page: u64, n: usize) -> Sent {
+    write_header(out, FLAG_XBZRLE, page);
+    // n <= the delta capacity <= u16::MAX.
+    write_payload_header(&mut out[HEADER_LEN..], u16::try_from(n).unwrap_or(u16::MAX));
+    Sent {
+        outcome: Outcome::Xbzrle,
+        len: HEADER_LEN + XBZRLE_PAYLOAD_HEADER_LEN + n,
+    }
 }
 
 fn is_zero(data: &[u8]) -> bool {

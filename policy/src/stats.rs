@@ -1,6 +1,6 @@
 //! Sender statistics: QEMU's `xbzrle-cache` figures plus totals.
 
-use crate::config::Stage;
+use crate::stage::Stage;
 
 /// The figures QEMU reports under `query-migrate` → `xbzrle-cache`, with QEMU's meanings.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -58,4 +58,96 @@ pub struct SenderStats {
     pub cache_capacity: usize,
     /// Bytes of page data the cache has allocated (never above `cache_size`).
     pub cache_allocated_bytes: usize,
+}
+
+/// What the sender counts, per shard (behind the shard's lock, so no shared atomic is
+/// written per page) and summed over the shards for [`SenderStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub(crate) processed: u64,
+    pub(crate) zero: u64,
+    pub(crate) raw: u64,
+    pub(crate) xbzrle: u64,
+    pub(crate) skipped: u64,
+    pub(crate) wire_bytes: u64,
+    /// QEMU's `bytes`: XBZRLE payloads, a full page per overflow.
+    pub(crate) xbzrle_bytes: u64,
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) overflow: u64,
+}
+
+impl core::ops::AddAssign for Counters {
+    fn add_assign(&mut self, other: Self) {
+        self.processed += other.processed;
+        self.zero += other.zero;
+        self.raw += other.raw;
+        self.xbzrle += other.xbzrle;
+        self.skipped += other.skipped;
+        self.wire_bytes += other.wire_bytes;
+        self.xbzrle_bytes += other.xbzrle_bytes;
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.overflow += other.overflow;
+    }
+}
+
+/// The statistics periods: the totals when the previous period ended, and the rates of
+/// the last completed one (QEMU's `cache-miss-rate` and `encoding-rate`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Periods {
+    /// Totals at the end of the previous period.
+    ended_at: Counters,
+    cache_miss_rate: f64,
+    encoding_rate: f64,
+    /// Pages and wire bytes of the last completed period (for [`Periods::estimate`]).
+    last_pages: u64,
+    last_wire_bytes: u64,
+}
+
+impl Periods {
+    /// Ends the period in progress at `totals`, unless no page was processed in it.
+    pub(crate) fn end(&mut self, totals: Counters, page_size: usize) {
+        let since = |now: u64, then: u64| now - then;
+        let ended = self.ended_at;
+        let pages = since(totals.processed, ended.processed);
+        if pages == 0 {
+            return;
+        }
+        self.cache_miss_rate = since(totals.misses, ended.misses) as f64 / pages as f64;
+        let hits = since(totals.hits, ended.hits);
+        let bytes = since(totals.xbzrle_bytes, ended.xbzrle_bytes);
+        self.encoding_rate = if hits == 0 || bytes == 0 {
+            0.0
+        } else {
+            (hits * page_size as u64) as f64 / bytes as f64
+        };
+        self.last_pages = pages;
+        self.last_wire_bytes = since(totals.wire_bytes, ended.wire_bytes);
+        self.ended_at = totals;
+    }
+
+    /// `cache-miss-rate` and `encoding-rate` of the last completed period.
+    pub(crate) fn rates(&self) -> (f64, f64) {
+        (self.cache_miss_rate, self.encoding_rate)
+    }
+
+    /// Estimated wire bytes for `dirty_pages` pages: the average per processed page over
+    /// the last completed period, else over the period in progress (`totals` now), else
+    /// `raw_record_len` per page.
+    pub(crate) fn estimate(&self, totals: Counters, dirty_pages: u64, raw_record_len: u64) -> u64 {
+        let (pages, bytes) = if self.last_pages != 0 {
+            (self.last_pages, self.last_wire_bytes)
+        } else {
+            (
+                totals.processed - self.ended_at.processed,
+                totals.wire_bytes - self.ended_at.wire_bytes,
+            )
+        };
+        if pages == 0 {
+            return dirty_pages.saturating_mul(raw_record_len);
+        }
+        let estimate = u128::from(dirty_pages) * u128::from(bytes) / u128::from(pages);
+        u64::try_from(estimate).unwrap_or(u64::MAX)
+    }
 }

@@ -1,6 +1,6 @@
 //! One lazily made allocation holding every page slot of a cache.
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 use crate::fallible;
 
 /// Page slots `0..slots`, each `page_size` bytes, in one `Vec` made on first write.

@@ -2,7 +2,7 @@
 
 use super::slots::{Placement, Slots, Tag};
 use super::{CACHED_PAGE_LIFETIME, pages_in, pow2_floor};
-use crate::config::{ConfigError, check_page_size};
+use crate::error::{ConfigError, check_page_size};
 use crate::fallible;
 
 /// QEMU-compatible direct-mapped cache: `2^n` slots (the largest power of two of pages that

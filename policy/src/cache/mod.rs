@@ -28,7 +28,7 @@ mod direct;
 mod set_assoc;
 mod slots;
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 use crate::fallible;
 
 pub use direct::DirectMappedCache;

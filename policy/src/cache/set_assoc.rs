@@ -2,7 +2,7 @@
 
 use super::slots::{Placement, SlotEntry, Slots, Tag};
 use super::{CACHED_PAGE_LIFETIME, Replacement, pages_in, pow2_floor};
-use crate::config::{ConfigError, check_page_size};
+use crate::error::{ConfigError, check_page_size};
 use crate::fallible;
 
 /// Hit counts saturate here; halving per idle generation brings them back down quickly.

@@ -3,7 +3,7 @@
 
 use super::PageCache;
 use super::buffer::{PageBuffer, Relayout};
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 use crate::fallible;
 
 /// Which page a slot holds and when it was last used.

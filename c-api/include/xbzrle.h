@@ -459,13 +459,18 @@ enum xbzrle_status xbzrle_encode_compact(const uint8_t *old_page,
  * refresh without a separate copy. `cached` is refreshed on `XBZRLE_ERR_OVERFLOW` too;
  * on any other error it is untouched.
  *
+ * `new_page` may be guest memory that vCPUs or other threads write during the call: each
+ * of its bytes is read exactly once, and the delta's bytes are taken from the refreshed
+ * `cached`, so the delta always turns the old `cached` into the new `cached` (each byte is
+ * one value `new_page` held during the call). No private copy of the page is needed.
+ *
  * Ownership: borrows all buffers for the call. Thread-safe; no other thread may access
- * `cached` during the call.
+ * `cached` or `out` during the call.
  *
  * # Safety
  * `cached` must be valid for reads and writes of `page_len` bytes, `new_page` valid for
- * reads of `page_len` bytes, `out` valid for writes of `out_cap` bytes, none of them
- * overlapping; `out_len` valid for a write.
+ * reads of `page_len` bytes (it may be written concurrently), `out` valid for writes of
+ * `out_cap` bytes, none of them overlapping; `out_len` valid for a write.
  */
 enum xbzrle_status xbzrle_encode_update(uint8_t *cached,
                                         const uint8_t *new_page,
@@ -754,14 +759,24 @@ size_t xbzrle_sender_max_record_len(const struct xbzrle_sender *sender);
  * (`data_len` is not the page size), `XBZRLE_ERR_OVERFLOW` (`out_cap` too small),
  * `XBZRLE_ERR_POISONED`.
  *
+ * Guest memory that vCPUs write: `data` may point straight into guest RAM while vCPUs
+ * (or other threads) keep writing the page during the call; no private copy is needed.
+ * Each byte of `data` is read exactly once, and the record written and the cache entry
+ * left behind both come from that one read (a miss or bulk page is read into the raw
+ * record and cached from there; a hit refreshes the cached copy as it compares and takes
+ * the delta from the refreshed copy; an overflow sends the refreshed copy). So the
+ * destination always holds what the cache holds: each byte is one value the guest page
+ * had during the call, and once the guest is stopped and the page is saved again (it is
+ * dirty again), the destination equals the source.
+ *
  * Thread-safe: several threads may save pages at once, provided one page is never given to
  * two calls at the same time and the receiver applies a page's records in the order these
- * calls returned. `data` is copied during the call (it may change afterwards).
+ * calls returned.
  *
  * # Safety
- * `sender` must be NULL or a live handle; `data` valid for reads of `data_len` bytes;
- * `out` valid for writes of `out_cap` bytes, not overlapping `data`; `sent` NULL or valid
- * for a write of one `xbzrle_sent`.
+ * `sender` must be NULL or a live handle; `data` valid for reads of `data_len` bytes (other
+ * threads may write them during the call); `out` valid for writes of `out_cap` bytes, not
+ * overlapping `data`; `sent` NULL or valid for a write of one `xbzrle_sent`.
  */
 enum xbzrle_status xbzrle_sender_save_page(const struct xbzrle_sender *sender,
                                            uint64_t page,

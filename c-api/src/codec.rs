@@ -4,7 +4,7 @@ use std::ffi::{CStr, CString, c_char, c_int};
 use std::slice;
 use std::sync::OnceLock;
 
-use xbzrle::Encoded;
+use xbzrle::{Encoded, LivePage};
 
 use super::guard::guard;
 use super::status::xbzrle_status::{self, *};
@@ -245,13 +245,18 @@ pub unsafe extern "C" fn xbzrle_encode_compact(
 /// refresh without a separate copy. `cached` is refreshed on `XBZRLE_ERR_OVERFLOW` too;
 /// on any other error it is untouched.
 ///
+/// `new_page` may be guest memory that vCPUs or other threads write during the call: each
+/// of its bytes is read exactly once, and the delta's bytes are taken from the refreshed
+/// `cached`, so the delta always turns the old `cached` into the new `cached` (each byte is
+/// one value `new_page` held during the call). No private copy of the page is needed.
+///
 /// Ownership: borrows all buffers for the call. Thread-safe; no other thread may access
-/// `cached` during the call.
+/// `cached` or `out` during the call.
 ///
 /// # Safety
 /// `cached` must be valid for reads and writes of `page_len` bytes, `new_page` valid for
-/// reads of `page_len` bytes, `out` valid for writes of `out_cap` bytes, none of them
-/// overlapping; `out_len` valid for a write.
+/// reads of `page_len` bytes (it may be written concurrently), `out` valid for writes of
+/// `out_cap` bytes, none of them overlapping; `out_len` valid for a write.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xbzrle_encode_update(
     cached: *mut u8,
@@ -277,13 +282,14 @@ pub unsafe extern "C" fn xbzrle_encode_update(
         // SAFETY: the caller guarantees `cached` is readable and writable for `page_len`
         // bytes and overlaps neither other buffer; it is non-null.
         let cached = unsafe { slice::from_raw_parts_mut(cached, page_len) };
-        // SAFETY: the caller guarantees `new_page` is readable for `page_len` bytes; non-null.
-        let new = unsafe { slice::from_raw_parts(new_page, page_len) };
+        // SAFETY: the caller guarantees `new_page` is readable for `page_len` bytes, which
+        // other threads may write (read only through the live page); non-null.
+        let new = unsafe { LivePage::from_raw_parts(new_page, page_len) };
         // SAFETY: the caller guarantees `out` is writable for `out_cap` bytes and overlaps
         // neither page; it is non-null.
         let out = unsafe { slice::from_raw_parts_mut(out, out_cap) };
         // SAFETY: `out_len` is non-null (checked above) and the caller guarantees it is writable.
-        unsafe { report(xbzrle::encode_update(cached, new, out), out_len) }
+        unsafe { report(xbzrle::encode_update(cached, &new, out), out_len) }
     })
 }
 

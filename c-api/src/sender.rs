@@ -3,6 +3,7 @@
 use std::ffi::c_int;
 use std::slice;
 
+use xbzrle::LivePage;
 use xbzrle_policy::wire::ZERO_RECORD_LEN;
 use xbzrle_policy::{
     Admission, CacheKind, ConfigError, Outcome, RawReason, Replacement, SendError, Sender,
@@ -566,14 +567,24 @@ pub unsafe extern "C" fn xbzrle_sender_max_record_len(sender: *const xbzrle_send
 /// (`data_len` is not the page size), `XBZRLE_ERR_OVERFLOW` (`out_cap` too small),
 /// `XBZRLE_ERR_POISONED`.
 ///
+/// Guest memory that vCPUs write: `data` may point straight into guest RAM while vCPUs
+/// (or other threads) keep writing the page during the call; no private copy is needed.
+/// Each byte of `data` is read exactly once, and the record written and the cache entry
+/// left behind both come from that one read (a miss or bulk page is read into the raw
+/// record and cached from there; a hit refreshes the cached copy as it compares and takes
+/// the delta from the refreshed copy; an overflow sends the refreshed copy). So the
+/// destination always holds what the cache holds: each byte is one value the guest page
+/// had during the call, and once the guest is stopped and the page is saved again (it is
+/// dirty again), the destination equals the source.
+///
 /// Thread-safe: several threads may save pages at once, provided one page is never given to
 /// two calls at the same time and the receiver applies a page's records in the order these
-/// calls returned. `data` is copied during the call (it may change afterwards).
+/// calls returned.
 ///
 /// # Safety
-/// `sender` must be NULL or a live handle; `data` valid for reads of `data_len` bytes;
-/// `out` valid for writes of `out_cap` bytes, not overlapping `data`; `sent` NULL or valid
-/// for a write of one `xbzrle_sent`.
+/// `sender` must be NULL or a live handle; `data` valid for reads of `data_len` bytes (other
+/// threads may write them during the call); `out` valid for writes of `out_cap` bytes, not
+/// overlapping `data`; `sent` NULL or valid for a write of one `xbzrle_sent`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xbzrle_sender_save_page(
     sender: *const xbzrle_sender,
@@ -591,13 +602,14 @@ pub unsafe extern "C" fn xbzrle_sender_save_page(
         if isize::try_from(data_len).is_err() || isize::try_from(out_cap).is_err() {
             return XBZRLE_ERR_INVALID_ARGUMENT;
         }
-        // SAFETY: the caller guarantees `data` is readable for `data_len` bytes; non-null.
-        let data = unsafe { slice::from_raw_parts(data, data_len) };
+        // SAFETY: the caller guarantees `data` is readable for `data_len` bytes, which other
+        // threads may write (read only through the live page); non-null.
+        let data = unsafe { LivePage::from_raw_parts(data, data_len) };
         // SAFETY: the caller guarantees `out` is writable for `out_cap` bytes and does
         // not overlap `data`; it is non-null.
         let out = unsafe { slice::from_raw_parts_mut(out, out_cap) };
         // SAFETY: `sent` is non-null and the caller guarantees it is writable.
-        unsafe { report_sent(s.send_page(page, data, out), sent) }
+        unsafe { report_sent(s.send_page(page, &data, out), sent) }
     };
     // SAFETY: the caller guarantees `sender` is NULL or a live handle.
     unsafe { with_sender(sender, body) }

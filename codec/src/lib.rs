@@ -45,7 +45,7 @@ mod kernel;
 
 pub use decode::{DecodeError, DecodeErrorKind, decode, validate};
 pub use encode::{Encoded, encode, encode_compact, encode_update};
-pub use kernel::{Kernel, KernelUnavailable};
+pub use kernel::{Kernel, KernelUnavailable, UnknownKernel};
 
 /// The examples of `README.md`, run as doctests.
 #[cfg(doctest)]

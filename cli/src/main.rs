@@ -23,7 +23,16 @@ const JSON_SCHEMA_VERSION: u32 = 1;
 
 /// XBZRLE toolkit: QEMU live-migration delta codec, cache policies and simulator.
 #[derive(Debug, Parser)]
-#[command(name = "xbzrle", version, about, propagate_version = true)]
+#[command(
+    name = "xbzrle",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "\
+Examples:
+  xbzrle simulate                                 (a simulated migration, three cache policies)
+  xbzrle diff snap-00.raw snap-01.raw -o 01.xbzd  (then: xbzrle apply snap-00.raw 01.xbzd -o copy)"
+)]
 struct Cli {
     /// What to do.
     #[command(subcommand)]

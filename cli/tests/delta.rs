@@ -736,4 +736,6 @@ fn help_shows_examples() {
             "{command}: {help}"
         );
     }
+    let out = xbzrle(&["--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:\n  xbzrle simulate "));
 }

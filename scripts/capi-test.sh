@@ -17,6 +17,15 @@ export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 cflags=(-std=c99 -Wall -Wextra -Werror -pedantic -O2)
 
 echo "== pkg-config: $(pkg-config --modversion xbzrle); cflags $(pkg-config --cflags xbzrle)"
+# Libs.private is what rustc says the staticlib needs (an empty crate has the same needs:
+# the library links no native code of its own).
+probe_libs="$(echo | rustc --crate-type staticlib --crate-name probe --print native-static-libs \
+    -o "$work/libprobe.a" - 2>&1 | sed -n 's/^note: native-static-libs: //p')"
+pc_libs="$(sed -n 's/^Libs.private: //p' "$prefix/lib/pkgconfig/xbzrle.pc")"
+if [[ -z $pc_libs || $pc_libs != "$probe_libs" ]]; then
+    echo "Libs.private is '$pc_libs', rustc says '$probe_libs'" >&2
+    exit 1
+fi
 
 echo "== migrate.c, shared library"
 # shellcheck disable=SC2046 # pkg-config output is meant to be split into words
@@ -73,4 +82,20 @@ memcheck=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-ki
 "${memcheck[@]}" "$work/test_codec-plain" "$data/qemu-encode.bin" "$data/qemu-decode.bin"
 "${memcheck[@]}" "$work/test_policy-plain"
 "${memcheck[@]}" "$work/migrate-static" > /dev/null
+echo "== DESTDIR staging and uninstall"
+stage="$work/stage"
+staged_prefix="/opt/xbzrle-capi-test-$$"
+DESTDIR="$stage" NO_BUILD=1 "$root/scripts/capi-install.sh" "$staged_prefix"
+[[ ! -e $staged_prefix ]] || { echo "the staged install wrote outside DESTDIR" >&2; exit 1; }
+staged_pc="$stage$staged_prefix/lib/pkgconfig/xbzrle.pc"
+grep -qx "prefix=$staged_prefix" "$staged_pc" && grep -qx "libdir=$staged_prefix/lib" "$staged_pc" \
+    || { echo "the staged xbzrle.pc does not name the final prefix:" >&2; cat "$staged_pc" >&2; exit 1; }
+[[ $(find "$stage" \( -type f -o -type l \) | wc -l) -eq 6 ]] \
+    || { echo "the staged install is not 6 files and links" >&2; find "$stage" >&2; exit 1; }
+DESTDIR="$stage" "$root/scripts/capi-install.sh" --uninstall "$staged_prefix"
+"$root/scripts/capi-install.sh" --uninstall "$prefix"
+for dir in "$stage" "$prefix"; do
+    left="$(find "$dir" \( -type f -o -type l \))"
+    [[ -z $left ]] || { echo "uninstall left files behind: $left" >&2; exit 1; }
+done
 echo "capi-test: all passed"

@@ -18,6 +18,10 @@ use xbzrle_workloads::patterns::{PAGE_SIZE, PageSet, Pattern};
 
 /// Arguments of `xbzrle bench`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  xbzrle bench --quick
+  xbzrle bench --snapshots ../shared/guest-ram/kvstore --json bench.json")]
 pub(crate) struct BenchArgs {
     /// Short run (about 10 s): fewer repetitions and shorter batches.
     #[arg(long)]
@@ -57,6 +61,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--repetitions must be at least 1");
     }
     let batch = Duration::from_millis(if args.quick { 20 } else { 60 });
+    if let Some(path) = &args.json {
+        crate::files::check_output_path(path, "--json")?;
+    }
 
     let mut workloads: Vec<Workload> = Pattern::ALL
         .iter()
@@ -490,6 +497,7 @@ impl Report<'_> {
             })
             .collect();
         json!({
+            "schema_version": crate::JSON_SCHEMA_VERSION,
             "cpu": { "model": cpu.model, "arch": std::env::consts::ARCH, "features": cpu.features },
             "kernels_available": Kernel::available().map(Kernel::name).collect::<Vec<_>>(),
             "best_kernel": Kernel::best().name(),

@@ -8,16 +8,31 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod bench;
 mod delta;
+mod files;
 mod simulate;
 mod units;
 
+/// Version of the layout of the JSON that `simulate --json` and `bench --json` write (the
+/// `schema_version` field): raised when a field is renamed, removed or changes meaning, not
+/// when one is added.
+const JSON_SCHEMA_VERSION: u32 = 1;
+
 /// XBZRLE toolkit: QEMU live-migration delta codec, cache policies and simulator.
 #[derive(Debug, Parser)]
-#[command(name = "xbzrle", version, about, propagate_version = true)]
+#[command(
+    name = "xbzrle",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "\
+Examples:
+  xbzrle simulate                                 (a simulated migration, three cache policies)
+  xbzrle diff snap-00.raw snap-01.raw -o 01.xbzd  (then: xbzrle apply snap-00.raw 01.xbzd -o copy)"
+)]
 struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -47,9 +62,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("xbzrle: error: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => match err.downcast::<clap::Error>() {
+            // A usage error found after parsing: exit status 2, like clap's own.
+            Ok(usage) => usage.format(&mut Cli::command()).exit(),
+            Err(err) => {
+                eprintln!("xbzrle: error: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -92,6 +92,7 @@ fn small_xbzrle_doc_run_verifies_every_policy() {
     assert!(!stdout.contains("DIFFER"), "{stdout}");
 
     let report = read_json(&json);
+    assert_eq!(report["schema_version"], 1);
     assert_eq!(report["workload"]["name"], "xbzrle-doc");
     assert_eq!(report["settings"]["cache_size"], 2 << 20);
     let policies = report["policies"].as_array().unwrap();
@@ -320,4 +321,57 @@ fn bad_arguments_fail_with_a_message() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains(".svg"));
     assert!(!plot.exists());
+}
+
+#[test]
+fn json_paths_are_checked_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-folder").join("run.json");
+    let folder = dir.path().to_str().unwrap();
+    for (command, path, expected) in [
+        ("simulate", missing.to_str().unwrap(), "does not exist"),
+        ("simulate", folder, "is a folder"),
+        ("bench", missing.to_str().unwrap(), "does not exist"),
+    ] {
+        // The default simulation takes far longer than the test allows if it runs.
+        let started = std::time::Instant::now();
+        let out = xbzrle(&[command, "--json", path]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+        assert!(started.elapsed().as_secs() < 10);
+    }
+    let plot = dir.path().join("no-such-folder").join("run.svg");
+    let out = xbzrle(&["simulate", "--plot", plot.to_str().unwrap()]);
+    assert!(
+        text(&out.stderr).contains("does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bench_json_carries_a_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = xbzrle(&[
+        "bench",
+        "--quick",
+        "--repetitions",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = read_json(&json);
+    assert_eq!(report["schema_version"], 1);
+    assert!(
+        report["workloads"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty())
+    );
 }

@@ -60,8 +60,7 @@ impl fmt::Display for DecodeError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for DecodeError {}
+impl core::error::Error for DecodeError {}
 
 /// Applies `delta` to `page` in place and returns the offset just past the last changed
 /// run (0 for the empty delta), like QEMU's `xbzrle_decode_buffer`.

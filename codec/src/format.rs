@@ -42,6 +42,14 @@ pub struct DeltaWriter<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Overflow;
 
+impl core::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the delta does not fit in the output buffer")
+    }
+}
+
+impl core::error::Error for Overflow {}
+
 impl<'a> DeltaWriter<'a> {
     /// Starts an empty delta in `out`.
     #[inline]

@@ -48,7 +48,7 @@ mod source;
 pub use decode::{DecodeError, DecodeErrorKind, decode, validate};
 pub use encode::{encode, encode_compact, encode_update};
 pub use encoded::Encoded;
-pub use kernel::{Kernel, KernelUnavailable};
+pub use kernel::{Kernel, KernelUnavailable, UnknownKernel};
 pub use source::{LivePage, PageSource};
 
 /// The examples of `README.md`, run as doctests.

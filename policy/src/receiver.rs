@@ -135,12 +135,6 @@ impl fmt::Display for ReceiveError {
     }
 }
 
-impl std::error::Error for ReceiveError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Record(e) => Some(e),
-            Self::Delta(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// `Record` and `Delta` are transparent: their message is the wrapped error's, so they have
+/// no [`source`](std::error::Error::source) (an error report would print it twice).
+impl std::error::Error for ReceiveError {}

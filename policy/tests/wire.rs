@@ -315,3 +315,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn receive_errors_print_their_cause_once() {
+    use std::error::Error;
+    let receiver = Receiver::new(PAGE).unwrap();
+    let mut memory = vec![0u8; PAGE * PAGES];
+    // A record error and a delta error: the message is the cause's, with no source to
+    // print again after it.
+    let mut zero_changed_run = header(0x40, 1);
+    zero_changed_run.extend_from_slice(&[0x01, 0x00, 0x03, 0x00, 0x00, 0x00]);
+    for bytes in [header(0x07, 0), zero_changed_run] {
+        let err = receiver.apply_record(&bytes, &mut memory).unwrap_err();
+        let cause = match err {
+            ReceiveError::Record(e) => e.to_string(),
+            ReceiveError::Delta(e) => e.to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(err.to_string(), cause);
+        assert!(err.source().is_none(), "{err}");
+    }
+}

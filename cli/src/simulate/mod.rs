@@ -41,6 +41,11 @@ const PAGE_SIZE: usize = 4096;
 
 /// Arguments of `xbzrle simulate`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  xbzrle simulate                                    (QEMU's docs/xbzrle.txt experiment)
+  xbzrle simulate --cache-size 32M --json run.json --plot run.svg zipf
+  xbzrle simulate --policies qemu,sa8-lru,sa8-frequency/freq2 replay snapshots/")]
 pub(crate) struct SimulateArgs {
     /// The workload [default: xbzrle-doc].
     #[command(subcommand)]
@@ -83,11 +88,18 @@ pub(crate) struct SimulateArgs {
 #[derive(Debug, Subcommand)]
 enum WorkloadCommand {
     /// QEMU's docs/xbzrle.txt test program in a 1 GiB guest, as in QEMU commit 5cc11c46.
-    #[command(name = "xbzrle-doc")]
+    #[command(
+        name = "xbzrle-doc",
+        after_help = "Examples:\n  xbzrle simulate xbzrle-doc --guest-size 256M --buffer-size 4M"
+    )]
     XbzrleDoc(DocCommand),
     /// 64-byte records updated with Zipf popularity over a heap larger than the cache.
+    #[command(after_help = "Examples:\n  xbzrle simulate --cache-size 32M zipf --exponent 1.2")]
     Zipf(ZipfCommand),
     /// Replay consecutive raw RAM snapshots (snap-NN.raw or shared/guest-ram's zstd chain).
+    #[command(
+        after_help = "Examples:\n  xbzrle simulate --cache-size 32M replay ../shared/guest-ram/dirty1024"
+    )]
     Replay(ReplayCommand),
 }
 
@@ -118,6 +130,9 @@ struct ReplayCommand {
 /// Runs `xbzrle simulate`.
 pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let policies = policy::parse_list(&args.policies)?;
+    if let Some(path) = &args.json {
+        crate::files::check_output_path(path, "--json")?;
+    }
     if let Some(path) = &args.plot {
         plot::check_path(path)?;
     }

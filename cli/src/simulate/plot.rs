@@ -7,7 +7,7 @@ use plotters::prelude::*;
 
 use super::engine::PolicyResult;
 
-/// Fails unless `path` names an SVG file.
+/// Fails unless `path` names an SVG file that can be written.
 pub(crate) fn check_path(path: &Path) -> anyhow::Result<()> {
     ensure!(
         path.extension()
@@ -15,7 +15,7 @@ pub(crate) fn check_path(path: &Path) -> anyhow::Result<()> {
         "--plot writes SVG: give a file name ending in .svg (not {})",
         path.display()
     );
-    Ok(())
+    crate::files::check_output_path(path, "--plot")
 }
 
 /// Draws the two charts (wire bytes per pass, dirty pages per pass) into an SVG file.

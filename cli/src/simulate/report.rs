@@ -41,6 +41,8 @@ pub(crate) struct Comparison {
 /// Everything `xbzrle simulate` reports.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Report {
+    /// [`crate::JSON_SCHEMA_VERSION`].
+    pub(crate) schema_version: u32,
     /// The workload.
     pub(crate) workload: WorkloadInfo,
     /// Link, cache and convergence settings.
@@ -93,6 +95,7 @@ impl Report {
             );
         }
         Self {
+            schema_version: crate::JSON_SCHEMA_VERSION,
             workload,
             settings,
             policies,

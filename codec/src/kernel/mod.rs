@@ -471,3 +471,37 @@ mod tests {
         assert!(!Kernel::Sse2.is_available() && !Kernel::Avx2.is_available());
     }
 }
+
+/// A kernel name that is none of [`Kernel::name`]'s: the error of `str::parse::<Kernel>()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UnknownKernel;
+
+impl fmt::Display for UnknownKernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown kernel name (expected one of")?;
+        for kernel in Kernel::ALL {
+            write!(f, " {}", kernel.name())?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl core::error::Error for UnknownKernel {}
+
+impl core::str::FromStr for Kernel {
+    type Err = UnknownKernel;
+
+    /// [`Kernel::from_name`] as a `Result`:
+    ///
+    /// ```
+    /// use xbzrle::{Kernel, UnknownKernel};
+    ///
+    /// assert_eq!("avx2".parse(), Ok(Kernel::Avx2));
+    /// assert_eq!("Word".parse(), Ok(Kernel::Word));
+    /// assert_eq!("mmx".parse::<Kernel>(), Err(UnknownKernel));
+    /// assert!(UnknownKernel.to_string().contains(" reference word sse2 "));
+    /// ```
+    fn from_str(name: &str) -> Result<Self, UnknownKernel> {
+        Self::from_name(name).ok_or(UnknownKernel)
+    }
+}

@@ -59,7 +59,7 @@ asan=(-std=c99 -Wall -Wextra -Werror -pedantic -g -O1 -fno-omit-frame-pointer
 # such a request as an error itself instead of returning NULL as malloc does.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1
-for test in test_codec test_policy migrate; do
+for test in test_codec test_policy test_race migrate; do
     src="$capi/tests/c/$test.c"
     [[ $test == migrate ]] && src="$capi/examples/migrate.c"
     # shellcheck disable=SC2046
@@ -69,6 +69,7 @@ done
 data="$root/codec/tests/data"
 "$work/test_codec-asan" "$data/qemu-encode.bin" "$data/qemu-decode.bin"
 "$work/test_policy-asan"
+"$work/test_race-asan" 2
 "$work/migrate-asan" > /dev/null
 
 echo "== C tests under valgrind memcheck (checks the library's own accesses as well)"

@@ -820,6 +820,28 @@ enum xbzrle_status xbzrle_sender_save_zero_page(const struct xbzrle_sender *send
                                                 struct xbzrle_sent *sent);
 
 /**
+ * Copies the sender's cached copy of page number `page` into `out` (`out_len` = the page
+ * size), for inspection and tests: e.g. checking that the cache matches what the receiver
+ * holds. `*cached` is 1 and `*age` (optional) the generation of its last use when the page
+ * is cached; else `*cached` is 0 and `out` is untouched. Not a use of the entry (its age
+ * and hit count do not change).
+ *
+ * Errors: `XBZRLE_ERR_NULL` (`sender`, `out` or `cached`), `XBZRLE_ERR_INVALID_ARGUMENT`
+ * (`out_len` is not the page size). Thread-safe; a page saved at the same time is copied
+ * before or after that save.
+ *
+ * # Safety
+ * `sender` must be NULL or a live handle; `out` NULL or valid for writes of `out_len`
+ * bytes; `cached` NULL or valid for a write; `age` NULL or valid for a write.
+ */
+enum xbzrle_status xbzrle_sender_cached_page(const struct xbzrle_sender *sender,
+                                             uint64_t page,
+                                             uint8_t *out,
+                                             size_t out_len,
+                                             int *cached,
+                                             uint64_t *age);
+
+/**
  * Fills `*stats` with the sender's statistics now. Errors: `XBZRLE_ERR_NULL`.
  * Thread-safe.
  *

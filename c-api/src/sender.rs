@@ -665,6 +665,51 @@ pub unsafe extern "C" fn xbzrle_sender_save_zero_page(
     unsafe { with_sender(sender, body) }
 }
 
+/// Copies the sender's cached copy of page number `page` into `out` (`out_len` = the page
+/// size), for inspection and tests: e.g. checking that the cache matches what the receiver
+/// holds. `*cached` is 1 and `*age` (optional) the generation of its last use when the page
+/// is cached; else `*cached` is 0 and `out` is untouched. Not a use of the entry (its age
+/// and hit count do not change).
+///
+/// Errors: `XBZRLE_ERR_NULL` (`sender`, `out` or `cached`), `XBZRLE_ERR_INVALID_ARGUMENT`
+/// (`out_len` is not the page size). Thread-safe; a page saved at the same time is copied
+/// before or after that save.
+///
+/// # Safety
+/// `sender` must be NULL or a live handle; `out` NULL or valid for writes of `out_len`
+/// bytes; `cached` NULL or valid for a write; `age` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_sender_cached_page(
+    sender: *const xbzrle_sender,
+    page: u64,
+    out: *mut u8,
+    out_len: usize,
+    cached: *mut c_int,
+    age: *mut u64,
+) -> xbzrle_status {
+    let body = |s: &Sender| {
+        if out.is_null() || cached.is_null() {
+            return XBZRLE_ERR_NULL;
+        }
+        if out_len != s.page_size() {
+            return XBZRLE_ERR_INVALID_ARGUMENT;
+        }
+        // SAFETY: the caller guarantees `out` is writable for `out_len` bytes; non-null, and
+        // `out_len` is the page size, at most `isize::MAX`.
+        let out = unsafe { slice::from_raw_parts_mut(out, out_len) };
+        let found = s.copy_cached_page(page, out);
+        // SAFETY: `cached` is non-null and the caller guarantees it is writable.
+        unsafe { cached.write(c_int::from(found.is_some())) };
+        if let (Some(generation), false) = (found, age.is_null()) {
+            // SAFETY: `age` is non-null and the caller guarantees it is writable.
+            unsafe { age.write(generation) };
+        }
+        XBZRLE_OK
+    };
+    // SAFETY: the caller guarantees `sender` is NULL or a live handle.
+    unsafe { with_sender(sender, body) }
+}
+
 /// Fills `*stats` with the sender's statistics now. Errors: `XBZRLE_ERR_NULL`.
 /// Thread-safe.
 ///

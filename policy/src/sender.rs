@@ -646,9 +646,23 @@ impl Sender {
     /// A copy of the cached page and its age, if `page` is cached (for inspection and
     /// tests; does not count as a use).
     pub fn cached_page(&self, page: u64) -> Option<(Vec<u8>, u64)> {
+        let mut copy = vec![0; self.page_size];
+        let age = self.copy_cached_page(page, &mut copy)?;
+        Some((copy, age))
+    }
+
+    /// Copies the cached copy of `page` into `out` and returns its age, if `page` is cached
+    /// (for inspection and tests, e.g. to check that the cache matches the receiver; does
+    /// not count as a use). `out` is untouched when it is not cached.
+    ///
+    /// # Panics
+    /// If `out` is not one page long.
+    pub fn copy_cached_page(&self, page: u64, out: &mut [u8]) -> Option<u64> {
+        assert_eq!(out.len(), self.page_size, "copy_cached_page needs one page");
         let shard = lock_even_poisoned(self.shard_of(page));
         let key = page >> self.shard_bits;
-        Some((shard.cache.get(key)?.to_vec(), shard.cache.age(key)?))
+        out.copy_from_slice(shard.cache.get(key)?);
+        shard.cache.age(key)
     }
 }
 

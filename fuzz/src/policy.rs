@@ -7,18 +7,26 @@
 //! for every cache organisation (direct-mapped; set-associative with each replacement
 //! rule) and every admission policy; a last stage then sends every dirty page.
 //!
+//! One operation sends a page while the guest writes it between the sender's reads (a
+//! [`PageSource`] that applies input-chosen writes after every read), as vCPUs do.
+//!
 //! Checks: `send_page` and `apply_record` never fail; every record is parsed whole; the
 //! receiver's memory ends equal to the guest's; the statistics add up (every page
 //! processed is counted once in its outcome, `wire_bytes` is the sum of the record
-//! lengths, the cache never holds more bytes than its budget).
+//! lengths, the cache never holds more bytes than its budget). For a page written during
+//! its send: every byte was read exactly once, the destination page then holds exactly the
+//! values read, and the cached copy (if any) equals the destination.
 //!
 //! Input layout: bytes `page_size - 1` (`u16`, mod 512), `pages - 1` (mod 64), `ways - 1`
 //! (mod 8), shard-count log2 (mod 4), frequency `min_passes - 1` (mod 4), frequency
 //! counters (`u8`, + 1), cache pages (`u8`, + 1, times the page size, plus a `u8` extra
 //! bytes mod the page size), `u16` pattern length `m` and `m` pattern bytes for the
-//! initial guest memory; then operations, each an opcode byte (mod 5) and its operands.
+//! initial guest memory; then operations, each an opcode byte (mod 6) and its operands.
+
+use std::cell::RefCell;
 
 use crate::input::Reader;
+use xbzrle::PageSource;
 use xbzrle_policy::{Admission, CacheKind, Outcome, Receiver, Replacement, Sender, SenderConfig};
 
 /// The guest and the configuration decoded from an input.
@@ -174,6 +182,46 @@ impl Migration {
         assert_eq!(applied.consumed, sent.len, "record not parsed whole");
     }
 
+    /// Sends page `page` while the guest writes it between the sender's reads as `plan`
+    /// says (see [`RacingPage`]), and applies its record at the destination.
+    fn send_racing(&mut self, page: usize, plan: &[u8]) {
+        let range = page * self.page_size..(page + 1) * self.page_size;
+        let racing = RacingPage::new(&mut self.guest[range.clone()], plan);
+        let sent = self
+            .sender
+            .send_page(page as u64, &racing, &mut self.record)
+            .unwrap_or_else(|e| panic!("send_page({page}) failed: {e}"));
+        let (returned, reads) = racing.finish();
+        if let Some(at) = reads.iter().position(|&n| n != 1) {
+            panic!(
+                "page {page} ({:?}): byte {at} read {} times",
+                sent.outcome, reads[at]
+            );
+        }
+        // The guest's writes after the reads leave the page dirty.
+        self.dirty[page] = self.guest[range.clone()] != returned[..];
+        self.sends += 1;
+        self.wire_bytes += sent.len as u64;
+        if sent.len > 0 {
+            self.receiver
+                .apply_record(&self.record[..sent.len], &mut self.dest)
+                .unwrap_or_else(|e| panic!("page {page}: record rejected: {e}"));
+        }
+        let dest = &self.dest[range];
+        assert!(
+            dest == returned,
+            "page {page} ({:?}): the destination is not what was read",
+            sent.outcome
+        );
+        if let Some((cached, _)) = self.sender.cached_page(page as u64) {
+            assert!(
+                cached == dest,
+                "page {page} ({:?}): cache and destination disagree",
+                sent.outcome
+            );
+        }
+    }
+
     /// A dirty sync, then every dirty page (or every page) sent.
     fn pass(&mut self, every_page: bool) {
         self.sender.start_pass();
@@ -207,7 +255,7 @@ pub fn check(data: &[u8]) {
         let mut m = Migration::new(&scenario, config);
         let mut ops = Reader::new(scenario.ops);
         while !ops.is_empty() {
-            match ops.u8() % 5 {
+            match ops.u8() % 6 {
                 0 => {
                     let page = usize::from(ops.u8()) % scenario.pages;
                     let at = usize::from(ops.u16()) % scenario.page_size;
@@ -229,6 +277,11 @@ pub fn check(data: &[u8]) {
                     let page = usize::from(ops.u8()) % scenario.pages;
                     m.send(page);
                 }
+                4 => {
+                    let page = usize::from(ops.u8()) % scenario.pages;
+                    let len = usize::from(ops.u8());
+                    m.send_racing(page, ops.take(len));
+                }
                 _ => {
                     let pages = 1 + u64::from(ops.u8());
                     m.sender
@@ -249,5 +302,64 @@ pub fn check(data: &[u8]) {
             m.dest == m.guest,
             "destination differs from the guest after the last stage"
         );
+    }
+}
+
+/// A guest page that the guest writes between any two reads of the sender, following a
+/// plan from the input: before each read's return, one plan byte `n` (mod 4) says how many
+/// writes follow, each an offset (`u16`, mod the page size) and a value; an exhausted plan
+/// writes nothing more. Records how often each byte was read and what its first read
+/// returned; the writes stay in guest memory.
+struct RacingPage<'a> {
+    state: RefCell<RacingState<'a>>,
+}
+
+struct RacingState<'a> {
+    memory: &'a mut [u8],
+    plan: Reader<'a>,
+    reads: Vec<u32>,
+    returned: Vec<u8>,
+}
+
+impl<'a> RacingPage<'a> {
+    fn new(memory: &'a mut [u8], plan: &'a [u8]) -> Self {
+        let len = memory.len();
+        Self {
+            state: RefCell::new(RacingState {
+                returned: memory.to_vec(),
+                memory,
+                plan: Reader::new(plan),
+                reads: vec![0; len],
+            }),
+        }
+    }
+
+    /// The values the reads returned, and the read count of each byte.
+    fn finish(self) -> (Vec<u8>, Vec<u32>) {
+        let state = self.state.into_inner();
+        (state.returned, state.reads)
+    }
+}
+
+impl PageSource for RacingPage<'_> {
+    fn len(&self) -> usize {
+        self.state.borrow().memory.len()
+    }
+
+    fn read(&self, at: usize, dst: &mut [u8]) {
+        let mut state = self.state.borrow_mut();
+        let state = &mut *state;
+        dst.copy_from_slice(&state.memory[at..at + dst.len()]);
+        for (i, &byte) in (at..).zip(dst.iter()) {
+            state.reads[i] += 1;
+            if state.reads[i] == 1 {
+                state.returned[i] = byte;
+            }
+        }
+        let len = state.memory.len();
+        for _ in 0..state.plan.u8() % 4 {
+            let offset = usize::from(state.plan.u16()) % len;
+            state.memory[offset] = state.plan.u8();
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! * `xbzrle bench`: encode/decode speed of every kernel the CPU supports (see [`bench`](mod@bench)).
 //! * `xbzrle diff` / `xbzrle apply`: a delta file between two equal-size files (see
 //!   [`delta`]).
+//! * `xbzrle stream inspect|verify|rewrite`: real QEMU migration streams (see [`stream`]).
 
 use std::process::ExitCode;
 
@@ -12,7 +13,9 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod delta;
+mod policy;
 mod simulate;
+mod stream;
 mod units;
 
 /// XBZRLE toolkit: QEMU live-migration delta codec, cache policies and simulator.
@@ -35,6 +38,9 @@ enum Command {
     Diff(delta::DiffArgs),
     /// Rebuild a file from its old version and a delta written by `xbzrle diff`.
     Apply(delta::ApplyArgs),
+    /// Real QEMU migration streams: inspect, verify, re-send under a cache policy.
+    #[command(subcommand)]
+    Stream(stream::StreamCommand),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +50,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Diff(args) => delta::diff(&args),
         Command::Apply(args) => delta::apply(&args),
+        Command::Stream(command) => stream::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@
 #     and rebuilds pc.ram with the sha256 the folder's README records;
 #  3. QEMU loads the stream into a paused destination (the recorded `dst_cmd`:
 #     -incoming "exec:cat FILE" -S); its guest RAM (QMP pmemsave) has that sha256;
+#  (and the release-mode tests of stream/tests/real_streams.rs, ignored by `cargo test`);
 #  4. for each policy (qemu-pre-5cc11c46, qemu, ours), `xbzrle stream rewrite` re-sends it at
 #     the recorded cache size; `verify` of the rewrite and QEMU's load of it give the same
 #     sha256 again.
@@ -35,6 +36,9 @@ trap 'rm -rf "$work"' EXIT
 
 (cd "$streams" && sha256sum --quiet -c SHA256SUMS)
 echo "== $streams: SHA256SUMS ok"
+# The library's own checks on the real streams (counts, re-encoding, RAM, writer copy).
+QEMU_STREAMS="$(cd "$streams" && pwd)" cargo test --release --locked -q -p xbzrle-stream \
+    --test real_streams -- --ignored 2>&1 | grep -E '^test |test result' | sed 's/^/   /'
 
 # check FILE EXPECTED_SHA256 WHAT
 check() {

@@ -854,13 +854,23 @@ impl<R: Read> StreamReader<R> {
             .footers
             .get_or_insert(next == Some(marker::FOOTER));
         if footers {
+            if next.is_none() {
+                return Err(StreamError::new(
+                    at,
+                    ErrorKind::Truncated {
+                        what: "a section footer",
+                        needed: 5,
+                        available: 0,
+                    },
+                ));
+            }
             if next != Some(marker::FOOTER) {
                 return Err(StreamError::new(
                     at,
                     ErrorKind::BadFooter(format!(
-                        "expected the footer of section {}, found {}",
+                        "expected the footer of section {}, found {:#04x}",
                         section.id,
-                        next.map_or("the end of the stream".into(), |b| format!("{b:#04x}"))
+                        next.unwrap_or_default()
                     )),
                 ));
             }

@@ -6,10 +6,10 @@
 #     and rebuilds pc.ram with the sha256 the folder's README records;
 #  3. QEMU loads the stream into a paused destination (the recorded `dst_cmd`:
 #     -incoming "exec:cat FILE" -S); its guest RAM (QMP pmemsave) has that sha256;
-#  (and the release-mode tests of stream/tests/real_streams.rs, ignored by `cargo test`);
 #  4. for each policy (qemu-pre-5cc11c46, qemu, ours), `xbzrle stream rewrite` re-sends it at
 #     the recorded cache size; `verify` of the rewrite and QEMU's load of it give the same
 #     sha256 again.
+# Also the release-mode tests of stream/tests/real_streams.rs (ignored by `cargo test`).
 # Negative control: QEMU must refuse a truncated stream, or the loader proves nothing.
 # Installs qemu-system-x86 and zstd with apt when missing (CI runs as root).
 set -euo pipefail
@@ -37,8 +37,12 @@ trap 'rm -rf "$work"' EXIT
 (cd "$streams" && sha256sum --quiet -c SHA256SUMS)
 echo "== $streams: SHA256SUMS ok"
 # The library's own checks on the real streams (counts, re-encoding, RAM, writer copy).
-QEMU_STREAMS="$(cd "$streams" && pwd)" cargo test --release --locked -q -p xbzrle-stream \
-    --test real_streams -- --ignored 2>&1 | grep -E '^test |test result' | sed 's/^/   /'
+if ! QEMU_STREAMS="$(cd "$streams" && pwd)" cargo test --release --locked -q -p xbzrle-stream \
+    --test real_streams -- --ignored >"$work/real_streams.log" 2>&1; then
+    cat "$work/real_streams.log" >&2
+    exit 1
+fi
+grep -E '^test result' "$work/real_streams.log" | sed 's/^/   real_streams.rs: /'
 
 # check FILE EXPECTED_SHA256 WHAT
 check() {

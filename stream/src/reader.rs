@@ -28,7 +28,7 @@ pub const TAIL_CHUNK: usize = 64 << 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReaderOptions {
     /// Most RAM (sum of the block lengths) a MEM_SIZE record may announce. The reader
-    /// allocates tables in proportion to it (about 1/64 Ki of it) before any page arrives;
+    /// allocates tables in proportion to it (40 KB per GiB) before any page arrives;
     /// page contents are allocated as they are written. Default: 1 TiB.
     pub max_ram_bytes: u64,
 }
@@ -242,8 +242,8 @@ enum State {
 
 /// Reads a QEMU migration stream as [`Event`]s, rebuilding the RAM blocks as it goes.
 ///
-/// Memory: the RAM being rebuilt (allocated lazily, see [`Ram`]), tables of about 1/64 Ki
-/// of the announced RAM, a 1 MiB input buffer and a few pages; nothing grows with the
+/// Memory: the RAM being rebuilt (allocated lazily, see [`Ram`]), tables of 40 KB per GiB
+/// of announced RAM, a 256 KiB input buffer and a few pages; nothing grows with the
 /// stream's length. The input is read once, front to back.
 ///
 /// What it accepts: version 3 streams as QEMU writes them for precopy migration to a file

@@ -5,9 +5,16 @@ use std::io::{self, Read};
 
 use crate::error::{ErrorKind, StreamError};
 
-/// Bytes kept in memory at most: the longest field read at once must fit
-/// ([`crate::MAX_PAGE_SIZE`], a configuration, a command) plus slack.
-const CAPACITY: usize = 1 << 20;
+/// Bytes kept in memory at most. Every field is read whole, so the longest one must fit: a
+/// page or a delta ([`crate::MAX_PAGE_SIZE`]), a command (65535 bytes), a tail chunk
+/// ([`crate::TAIL_CHUNK`]), a machine name ([`crate::MAX_MACHINE_NAME`]).
+const CAPACITY: usize = 256 << 10;
+const _: () = assert!(
+    CAPACITY >= 2 * crate::MAX_PAGE_SIZE
+        && CAPACITY >= 2 * crate::TAIL_CHUNK
+        && CAPACITY >= 2 * crate::MAX_MACHINE_NAME
+        && CAPACITY >= 2 * u16::MAX as usize
+);
 
 pub(crate) struct Source<R> {
     inner: R,

@@ -12,8 +12,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use xbzrle_stream::{
-    BlockInfo, Configuration, Event, PageBody, Section, SectionIdentity, SectionKind,
-    StreamReader, StreamWriter, decompressing,
+    BlockInfo, Configuration, Event, PageBody, Section, SectionIdentity, SectionKind, StreamReader,
+    StreamWriter, decompressing,
 };
 
 /// Bytes of a real stream's beginning kept as a seed.
@@ -121,19 +121,39 @@ fn small(kilobyte_pages: bool) -> Vec<u8> {
     let mut configuration = Configuration::new("virt-9.0");
     if kilobyte_pages {
         // configuration/target-page-bits = 10, configuration/capabilities = [x-ignore-shared]
-        configuration.raw.extend_from_slice(b"\x05\x1econfiguration/target-page-bits");
-        configuration.raw.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 10]);
-        configuration.raw.extend_from_slice(b"\x05\x1aconfiguration/capabilities");
-        configuration.raw.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
+        configuration
+            .raw
+            .extend_from_slice(b"\x05\x1econfiguration/target-page-bits");
+        configuration
+            .raw
+            .extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 10]);
+        configuration
+            .raw
+            .extend_from_slice(b"\x05\x1aconfiguration/capabilities");
+        configuration
+            .raw
+            .extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
         configuration.raw.extend_from_slice(b"\x0fx-ignore-shared");
     }
     let addr = kilobyte_pages.then_some(0x4000_0000);
     let blocks = [
-        BlockInfo { name: "ram".into(), len: 4 * page as u64, mr_addr: addr },
-        BlockInfo { name: "/rom@etc/acpi/tables".into(), len: page as u64, mr_addr: addr },
+        BlockInfo {
+            name: "ram".into(),
+            len: 4 * page as u64,
+            mr_addr: addr,
+        },
+        BlockInfo {
+            name: "/rom@etc/acpi/tables".into(),
+            len: page as u64,
+            mr_addr: addr,
+        },
     ];
     let id = 2;
-    let section = |kind| Section { kind, id, identity: None };
+    let section = |kind| Section {
+        kind,
+        id,
+        identity: None,
+    };
     let footer = kilobyte_pages;
     let mut w = StreamWriter::new(Vec::new());
     let r = (|| -> std::io::Result<Vec<u8>> {
@@ -143,7 +163,11 @@ fn small(kilobyte_pages: bool) -> Vec<u8> {
         w.begin_section(&Section {
             kind: SectionKind::Start,
             id,
-            identity: Some(SectionIdentity { name: "ram".into(), instance: 0, version: 4 }),
+            identity: Some(SectionIdentity {
+                name: "ram".into(),
+                instance: 0,
+                version: 4,
+            }),
         })?;
         w.mem_size(page, &blocks)?;
         w.end_section(footer)?;
@@ -162,7 +186,9 @@ fn small(kilobyte_pages: bool) -> Vec<u8> {
         w.zero_page(0, 3 * page as u64, 0)?;
         w.end_section(footer)?;
         // Device state: one section of 4 bytes, then EOF and its description.
-        let mut tail = vec![0x04, 0, 0, 0, 9, 5, b't', b'i', b'm', b'e', b'r', 0, 0, 0, 0, 0, 0, 0, 1];
+        let mut tail = vec![
+            0x04, 0, 0, 0, 9, 5, b't', b'i', b'm', b'e', b'r', 0, 0, 0, 0, 0, 0, 0, 1,
+        ];
         tail.extend_from_slice(&[1, 2, 3, 4]);
         if footer {
             tail.extend_from_slice(&[0x7e, 0, 0, 0, 9]);
@@ -173,7 +199,7 @@ fn small(kilobyte_pages: bool) -> Vec<u8> {
         tail.extend_from_slice(&(json.len() as u32).to_be_bytes());
         tail.extend_from_slice(json);
         w.raw(&tail)?;
-        Ok(w.finish()?)
+        w.finish()
     })();
     r.expect("writing to memory")
 }

@@ -13,9 +13,7 @@
 //! longer than the input.
 
 use xbzrle_stream::tail::DeviceState;
-use xbzrle_stream::{
-    Event, PageBody, ReaderOptions, StreamError, StreamReader, StreamWriter,
-};
+use xbzrle_stream::{Event, PageBody, ReaderOptions, StreamError, StreamReader, StreamWriter};
 
 /// RAM a fuzzed stream may announce: enough for the real streams' 256 MiB, small enough to
 /// keep the tables far from libFuzzer's memory limit (page memory follows the pages
@@ -76,7 +74,9 @@ fn read(data: &[u8], mut copy: Option<&mut StreamWriter<Vec<u8>>>) -> Result<Rea
                 }
                 if let Some(w) = writer {
                     let written = match record.body {
-                        PageBody::Zero { fill } => w.zero_page(record.block, record.page_offset, fill),
+                        PageBody::Zero { fill } => {
+                            w.zero_page(record.block, record.page_offset, fill)
+                        }
                         PageBody::Page => w.page(record.block, record.page_offset, record.page),
                         PageBody::Xbzrle { delta, .. } => {
                             w.xbzrle_page(record.block, record.page_offset, delta)
@@ -120,7 +120,11 @@ fn read(data: &[u8], mut copy: Option<&mut StreamWriter<Vec<u8>>>) -> Result<Rea
         }
         assert!(reader.offset() > before, "an event consumed no input");
     }
-    assert_eq!(reader.offset(), data.len() as u64, "accepted without reading everything");
+    assert_eq!(
+        reader.offset(),
+        data.len() as u64,
+        "accepted without reading everything"
+    );
     let _ = DeviceState::parse(&out.tail, footers);
     Ok(out)
 }
@@ -134,7 +138,13 @@ pub fn check(data: &[u8]) {
     let copied = writer.finish().expect("writing to memory");
     let second = read(&copied, None).expect("the copy of an accepted stream is accepted");
     // Same records with the same page after each: the same RAM.
-    assert!(first.pages == second.pages, "the copy has other page records");
+    assert!(
+        first.pages == second.pages,
+        "the copy has other page records"
+    );
     assert!(first.tail == second.tail, "the copy has another tail");
-    assert!(copied.len() <= data.len(), "the copy names blocks more often");
+    assert!(
+        copied.len() <= data.len(),
+        "the copy names blocks more often"
+    );
 }

@@ -160,8 +160,14 @@ impl fmt::Display for ErrorKind {
                 let known = [
                     (crate::flags::FULL, "the obsolete FULL flag"),
                     (crate::flags::HOOK, "RDMA HOOK"),
-                    (crate::flags::COMPRESS_PAGE, "COMPRESS_PAGE (compress capability)"),
-                    (crate::flags::MULTIFD_FLUSH, "MULTIFD_FLUSH (multifd: pages on other channels)"),
+                    (
+                        crate::flags::COMPRESS_PAGE,
+                        "COMPRESS_PAGE (compress capability)",
+                    ),
+                    (
+                        crate::flags::MULTIFD_FLUSH,
+                        "MULTIFD_FLUSH (multifd: pages on other channels)",
+                    ),
                 ];
                 for (flag, name) in known {
                     if flags & flag != 0 {

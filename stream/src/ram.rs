@@ -75,7 +75,10 @@ impl Ram {
     /// Pages of all blocks together (a partial last page of a block counts as one).
     pub fn total_pages(&self) -> u64 {
         self.storage.last().map_or(0, |last| {
-            last.first_page + self.blocks[self.blocks.len() - 1].len.div_ceil(self.page_size as u64)
+            last.first_page
+                + self.blocks[self.blocks.len() - 1]
+                    .len
+                    .div_ceil(self.page_size as u64)
         })
     }
 

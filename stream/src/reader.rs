@@ -520,7 +520,8 @@ impl<R: Read> StreamReader<R> {
                 },
             ));
         };
-        let unexpected = |what: String| Err(StreamError::new(at, ErrorKind::UnexpectedSection(what)));
+        let unexpected =
+            |what: String| Err(StreamError::new(at, ErrorKind::UnexpectedSection(what)));
         match marker {
             marker::CONFIGURATION => {
                 if self.sections_begun || self.configuration.is_some() {
@@ -589,7 +590,8 @@ impl<R: Read> StreamReader<R> {
 
     fn ram_section_header(&mut self, at: u64) -> Result<Step, StreamError> {
         let section = self.section_header(at)?;
-        let unsupported = |what: String| Err(StreamError::new(at, ErrorKind::UnsupportedSection(what)));
+        let unsupported =
+            |what: String| Err(StreamError::new(at, ErrorKind::UnsupportedSection(what)));
         let unexpected = |what: &str| {
             Err(StreamError::new(
                 at,
@@ -840,7 +842,10 @@ impl<R: Read> StreamReader<R> {
 
     fn end_of_section(&mut self) -> Result<Step, StreamError> {
         let section = self.section.take().ok_or_else(|| {
-            StreamError::new(self.src.offset(), ErrorKind::UnexpectedSection("EOS".into()))
+            StreamError::new(
+                self.src.offset(),
+                ErrorKind::UnexpectedSection("EOS".into()),
+            )
         })?;
         if section.kind == SectionKind::Start && self.ram.is_none() {
             return Err(StreamError::new(
@@ -850,9 +855,7 @@ impl<R: Read> StreamReader<R> {
         }
         let at = self.src.offset();
         let next = self.src.peek()?;
-        let footers = *self
-            .footers
-            .get_or_insert(next == Some(marker::FOOTER));
+        let footers = *self.footers.get_or_insert(next == Some(marker::FOOTER));
         if footers {
             if next.is_none() {
                 return Err(StreamError::new(

@@ -56,7 +56,11 @@ pub struct TailError {
 
 impl fmt::Display for TailError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "device state at tail byte {}: {}", self.offset, self.what)
+        write!(
+            f,
+            "device state at tail byte {}: {}",
+            self.offset, self.what
+        )
     }
 }
 
@@ -172,7 +176,10 @@ impl Walker<'_> {
             .ok_or_else(|| {
                 self.error_at(
                     self.at,
-                    format!("{n} bytes needed, only {} before the EOF marker", self.bytes.len() - self.at),
+                    format!(
+                        "{n} bytes needed, only {} before the EOF marker",
+                        self.bytes.len() - self.at
+                    ),
                 )
             })?;
         let bytes = &self.bytes[self.at..end];
@@ -197,12 +204,22 @@ impl Walker<'_> {
 
     /// Skips one vmstate described by `description`: its fields' sizes, then the
     /// subsections it lists, each `0x05`, name, be32 version and its own vmstate.
-    fn skip_vmstate(&mut self, description: &Value, path: &str, depth: usize) -> Result<(), TailError> {
+    fn skip_vmstate(
+        &mut self,
+        description: &Value,
+        path: &str,
+        depth: usize,
+    ) -> Result<(), TailError> {
         if depth > MAX_NESTING {
             return Err(self.error_at(self.at, format!("{path}: subsections nested too deep")));
         }
         let empty = Vec::new();
-        let list = |key: &str| description.get(key).and_then(Value::as_array).unwrap_or(&empty);
+        let list = |key: &str| {
+            description
+                .get(key)
+                .and_then(Value::as_array)
+                .unwrap_or(&empty)
+        };
         for field in list("fields") {
             let size = field.get("size").and_then(Value::as_u64).unwrap_or(0);
             let count = field.get("array_len").and_then(Value::as_u64).unwrap_or(1);
@@ -216,7 +233,9 @@ impl Walker<'_> {
             let start = self.at;
             let expected = sub.get("vmsd_name").and_then(Value::as_str).unwrap_or("");
             if self.u8()? != marker::SUBSECTION {
-                return Err(self.error_at(start, format!("{path}: expected subsection `{expected}`")));
+                return Err(
+                    self.error_at(start, format!("{path}: expected subsection `{expected}`"))
+                );
             }
             let name = self.str8()?;
             if name != expected {
@@ -286,7 +305,11 @@ mod tests {
             assert_eq!(state.eof_offset, sections.len());
             assert_eq!(state.vmdescription_len, JSON.len());
             assert_eq!(state.described_devices, 2);
-            let names: Vec<_> = state.sections.iter().map(|s| (s.name.as_str(), s.id)).collect();
+            let names: Vec<_> = state
+                .sections
+                .iter()
+                .map(|s| (s.name.as_str(), s.id))
+                .collect();
             assert_eq!(names, [("timer", 3), ("cpu", 4)]);
             assert_eq!(state.sections[1].offset, state.sections[0].len);
         }
@@ -319,8 +342,14 @@ mod tests {
     #[test]
     fn locates_the_description_only_at_the_end() {
         assert_eq!(locate_vmdescription(&[]), None);
-        assert_eq!(locate_vmdescription(&[0, 6, 0, 0, 0, 0]), Some((0, &[][..])));
+        assert_eq!(
+            locate_vmdescription(&[0, 6, 0, 0, 0, 0]),
+            Some((0, &[][..]))
+        );
         assert_eq!(locate_vmdescription(&[0, 6, 0, 0, 0, 1]), None);
-        assert_eq!(locate_vmdescription(&[9, 0, 6, 0, 0, 0, 1, b'x']), Some((1, &b"x"[..])));
+        assert_eq!(
+            locate_vmdescription(&[9, 0, 6, 0, 0, 0, 1, b'x']),
+            Some((1, &b"x"[..]))
+        );
     }
 }

@@ -96,10 +96,9 @@ impl<W: Write> StreamWriter<W> {
         head.push(section.kind.marker());
         head.extend_from_slice(&section.id.to_be_bytes());
         if section.kind.has_identity() {
-            let identity = section
-                .identity
-                .as_ref()
-                .ok_or_else(|| invalid(format!("{} section without a name", section.kind.name())))?;
+            let identity = section.identity.as_ref().ok_or_else(|| {
+                invalid(format!("{} section without a name", section.kind.name()))
+            })?;
             head.push(name_len(&identity.name)?);
             head.extend_from_slice(identity.name.as_bytes());
             head.extend_from_slice(&identity.instance.to_be_bytes());
@@ -120,8 +119,7 @@ impl<W: Write> StreamWriter<W> {
     /// name, or a total that overflows or is not page-aligned; write errors.
     pub fn mem_size(&mut self, page_size: usize, blocks: &[BlockInfo]) -> io::Result<()> {
         self.open_section()?;
-        if !page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size)
-        {
+        if !page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
             return Err(invalid(format!("unsupported page size {page_size}")));
         }
         self.page_size = page_size;
@@ -217,7 +215,7 @@ impl<W: Write> StreamWriter<W> {
         let inside = page_offset
             .checked_add(self.page_size as u64)
             .is_some_and(|end| end <= info.len);
-        if page_offset % self.page_size as u64 != 0 || !inside {
+        if !page_offset.is_multiple_of(self.page_size as u64) || !inside {
             return Err(invalid(format!(
                 "page offset {page_offset:#x} is not a page of block `{}` ({} bytes)",
                 info.name, info.len

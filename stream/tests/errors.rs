@@ -80,7 +80,10 @@ fn header() {
     let err = error_of(&Bytes::new().be32(0x5145_564e).be32(3).0);
     assert!(matches!(err.kind(), ErrorKind::BadMagic(0x5145_564e)));
     assert_eq!(err.offset(), 0);
-    assert!(err.to_string().contains("not a QEMU migration stream"), "{err}");
+    assert!(
+        err.to_string().contains("not a QEMU migration stream"),
+        "{err}"
+    );
     let err = error_of(&Bytes::new().be32(0x5145_564d).be32(2).0);
     assert!(matches!(err.kind(), ErrorKind::UnsupportedVersion(2)));
     assert_eq!(err.offset(), 4);
@@ -93,11 +96,7 @@ fn unknown_and_misplaced_sections() {
     assert!(matches!(err.kind(), ErrorKind::UnknownSectionType(0x09)));
     assert_eq!(err.offset(), offset);
 
-    for (marker, what) in [
-        (0x00, "EOF marker"),
-        (0x7e, "footer"),
-        (0x05, "subsection"),
-    ] {
+    for (marker, what) in [(0x00, "EOF marker"), (0x7e, "footer"), (0x05, "subsection")] {
         let err = error_of(&good.clone().u8(marker).0);
         assert!(
             matches!(err.kind(), ErrorKind::UnexpectedSection(s) if s.contains(what)),
@@ -108,7 +107,10 @@ fn unknown_and_misplaced_sections() {
 
     // PART before START; a second START; configuration after a section.
     let err = error_of(&good.clone().part(RAM_ID).0);
-    assert!(matches!(err.kind(), ErrorKind::UnexpectedSection(_)), "{err}");
+    assert!(
+        matches!(err.kind(), ErrorKind::UnexpectedSection(_)),
+        "{err}"
+    );
     let (twice, offset) = at(Bytes::prologue(1));
     let err = error_of(&twice.clone().start(RAM_ID, "ram", 4).0);
     assert!(matches!(err.kind(), ErrorKind::UnexpectedSection(s) if s.contains("second START")));
@@ -152,8 +154,17 @@ fn configuration() {
     assert!(matches!(err.kind(), ErrorKind::BadValue(s) if s.contains("UTF-8")));
 
     let (config, sub) = at(good.configuration("pc"));
-    let err = error_of(&config.clone().u8(0x05).str8(b"configuration/novel").be32(1).0);
-    assert!(matches!(err.kind(), ErrorKind::UnknownConfigurationSubsection(s) if s == "configuration/novel"));
+    let err = error_of(
+        &config
+            .clone()
+            .u8(0x05)
+            .str8(b"configuration/novel")
+            .be32(1)
+            .0,
+    );
+    assert!(
+        matches!(err.kind(), ErrorKind::UnknownConfigurationSubsection(s) if s == "configuration/novel")
+    );
     assert_eq!(err.offset(), sub);
     for bits in [9, 17, 64, u32::MAX] {
         let bytes = config
@@ -163,7 +174,10 @@ fn configuration() {
             .be32(1)
             .be32(bits);
         let err = error_of(&bytes.0);
-        assert!(matches!(err.kind(), ErrorKind::BadValue(s) if s.contains("page bits")), "{bits}: {err}");
+        assert!(
+            matches!(err.kind(), ErrorKind::BadValue(s) if s.contains("page bits")),
+            "{bits}: {err}"
+        );
         assert_eq!(err.offset(), sub);
     }
     let err = error_of(
@@ -182,7 +196,10 @@ fn unknown_ram_flags() {
     for flag in [0x01, 0x80, 0x100, 0x200, 0x400, 0x800] {
         let (good, offset) = at(in_part(4));
         let err = error_of(&good.be64(flag).0);
-        assert!(matches!(err.kind(), ErrorKind::UnsupportedRamFlags(f) if *f == flag), "{flag:#x}: {err}");
+        assert!(
+            matches!(err.kind(), ErrorKind::UnsupportedRamFlags(f) if *f == flag),
+            "{flag:#x}: {err}"
+        );
         assert_eq!(err.offset(), offset);
     }
     let err = error_of(&in_part(4).be64(0x200).0);
@@ -196,7 +213,10 @@ fn bad_flag_combinations() {
     for flags in [0x00, 0x20, 0x0a, 0x42, 0x48, 0x30, 0x24, 0x12, 0x14] {
         let (good, offset) = at(in_part(4));
         let err = error_of(&good.be64(flags).0);
-        assert!(matches!(err.kind(), ErrorKind::BadFlagCombination(f) if *f == flags), "{flags:#x}: {err}");
+        assert!(
+            matches!(err.kind(), ErrorKind::BadFlagCombination(f) if *f == flags),
+            "{flags:#x}: {err}"
+        );
         assert_eq!(err.offset(), offset);
     }
 }
@@ -210,7 +230,10 @@ fn block_names() {
     ] {
         let (good, offset) = at(in_part(4).be64(0x08));
         let err = error_of(&good.str8(name).0);
-        assert!(matches!(err.kind(), ErrorKind::BadBlockName(s) if s.contains(what)), "{err}");
+        assert!(
+            matches!(err.kind(), ErrorKind::BadBlockName(s) if s.contains(what)),
+            "{err}"
+        );
         assert_eq!(err.offset(), offset);
     }
     let (good, offset) = at(in_part(4).be64(0x08));
@@ -230,7 +253,10 @@ fn mem_size() {
     // Lengths that overshoot the total.
     let (good, offset) = at(start.clone().be64(8192 | 0x04).str8(b"a").be64(4096));
     let err = error_of(&good.str8(b"b").be64(8192).0);
-    assert!(matches!(err.kind(), ErrorKind::BadMemSize(s) if s.contains("`b`")), "{err}");
+    assert!(
+        matches!(err.kind(), ErrorKind::BadMemSize(s) if s.contains("`b`")),
+        "{err}"
+    );
     assert_eq!(err.offset(), offset);
     // The same name twice.
     let (good, offset) = at(start.clone().be64(8192 | 0x04).str8(b"a").be64(4096));
@@ -243,11 +269,16 @@ fn mem_size() {
         many = many.str8(format!("b{i}").as_bytes()).be64(0);
     }
     let err = error_of(&many.0);
-    assert!(matches!(err.kind(), ErrorKind::BadMemSize(s) if s.contains("blocks")), "{err}");
+    assert!(
+        matches!(err.kind(), ErrorKind::BadMemSize(s) if s.contains("blocks")),
+        "{err}"
+    );
     // An absurd total, before anything is allocated.
     let (good, offset) = at(start.clone());
     let err = error_of(&good.be64((1 << 62) | 0x04).str8(b"pc.ram").be64(1 << 62).0);
-    assert!(matches!(err.kind(), ErrorKind::RamTooLarge { announced, .. } if *announced == 1 << 62));
+    assert!(
+        matches!(err.kind(), ErrorKind::RamTooLarge { announced, .. } if *announced == 1 << 62)
+    );
     assert_eq!(err.offset(), offset);
     let options = ReaderOptions {
         max_ram_bytes: 1 << 20,
@@ -272,7 +303,7 @@ fn mem_size() {
 
 #[test]
 fn pages_outside_their_block() {
-    for offset_in_block in [4 * PAGE as u64, 1 << 40, u64::MAX & !(PAGE as u64 - 1)] {
+    for offset_in_block in [4 * PAGE as u64, 1 << 40, !(PAGE as u64 - 1)] {
         let (good, offset) = at(in_part(4));
         let err = error_of(&good.zero(offset_in_block, Some("pc.ram"), 0).0);
         assert!(
@@ -290,7 +321,10 @@ fn pages_outside_their_block() {
         .eos(RAM_ID)
         .part(RAM_ID)
         .page(8192, Some("odd"), 1);
-    assert!(matches!(error_of(&bytes.0).kind(), ErrorKind::PageOutsideBlock { .. }));
+    assert!(matches!(
+        error_of(&bytes.0).kind(),
+        ErrorKind::PageOutsideBlock { .. }
+    ));
 }
 
 #[test]
@@ -304,7 +338,13 @@ fn xbzrle_records() {
     // A delta longer than a page.
     let (good, offset) = at(base.clone().record(0, 0x40, None));
     let err = error_of(&good.u8(0x01).be16(4097).raw(&[0; 4097]).0);
-    assert!(matches!(err.kind(), ErrorKind::DeltaTooLong { len: 4097, page_size: 4096 }));
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::DeltaTooLong {
+            len: 4097,
+            page_size: 4096
+        }
+    ));
     assert_eq!(err.offset(), offset);
     // Deltas that do not apply: run past the page, zero-length run, truncated pair,
     // three-byte length.
@@ -314,16 +354,36 @@ fn xbzrle_records() {
         b"\x05",
         b"\x80\x80\x01\x01\x00",
     ] {
-        let (good, offset) = at(base.clone().record(0, 0x40, None).u8(0x01).be16(delta.len() as u16));
+        let (good, offset) = at(base
+            .clone()
+            .record(0, 0x40, None)
+            .u8(0x01)
+            .be16(delta.len() as u16));
         let err = error_of(&good.raw(delta).0);
-        assert!(matches!(err.kind(), ErrorKind::BadDelta(_)), "{delta:?}: {err}");
+        assert!(
+            matches!(err.kind(), ErrorKind::BadDelta(_)),
+            "{delta:?}: {err}"
+        );
         assert_eq!(err.offset(), offset, "points at the delta");
         assert!(err.to_string().contains("does not apply"), "{err}");
     }
     // A delta cut short by the end of the stream: the error points at the record.
     let (good, offset) = at(base);
-    let err = error_of(&good.record(0, 0x40, None).u8(0x01).be16(10).raw(b"\x00\x01").0);
-    assert!(matches!(err.kind(), ErrorKind::Truncated { what: "an XBZRLE delta", .. }));
+    let err = error_of(
+        &good
+            .record(0, 0x40, None)
+            .u8(0x01)
+            .be16(10)
+            .raw(b"\x00\x01")
+            .0,
+    );
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::Truncated {
+            what: "an XBZRLE delta",
+            ..
+        }
+    ));
     assert_eq!(err.offset(), offset);
 }
 
@@ -379,7 +439,10 @@ fn read_errors_and_the_end_after_an_error() {
     assert_eq!(err.offset(), good.0.len() as u64);
     assert!(err.to_string().contains("cable unplugged"));
     assert!(std::error::Error::source(&err).is_some());
-    assert!(reader.next_event().unwrap().is_none(), "finished after an error");
+    assert!(
+        reader.next_event().unwrap().is_none(),
+        "finished after an error"
+    );
 }
 
 #[test]
@@ -389,5 +452,8 @@ fn corrupt_zstd_is_a_read_error() {
     compressed[middle..].iter_mut().for_each(|b| *b ^= 0x5a);
     let input = xbzrle_stream::decompressing(io::Cursor::new(compressed)).unwrap();
     let err = first_error(StreamReader::new(input));
-    assert!(matches!(err.kind(), ErrorKind::Io(_) | ErrorKind::Truncated { .. }), "{err}");
+    assert!(
+        matches!(err.kind(), ErrorKind::Io(_) | ErrorKind::Truncated { .. }),
+        "{err}"
+    );
 }

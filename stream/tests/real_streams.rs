@@ -88,7 +88,10 @@ fn check(expected: &Expected) {
         }
     }
     assert_eq!(reader.offset(), expected.bytes);
-    assert_eq!((page, zero, xbzrle), (expected.page, expected.zero, expected.xbzrle));
+    assert_eq!(
+        (page, zero, xbzrle),
+        (expected.page, expected.zero, expected.xbzrle)
+    );
     assert_eq!(identical, expected.xbzrle, "re-encoded byte-identically");
     assert_eq!(reader.rounds(), expected.rounds);
     let ram = reader.ram().unwrap();
@@ -98,7 +101,10 @@ fn check(expected: &Expected) {
     assert_eq!(hex(&hasher.0.finalize()), expected.pc_ram_sha256);
 
     // The stream read and written back record by record is the stream.
-    let mut input = HashReader(decompressing(File::open(&path).unwrap()).unwrap(), Sha256::new());
+    let mut input = HashReader(
+        decompressing(File::open(&path).unwrap()).unwrap(),
+        Sha256::new(),
+    );
     let copied = common::copy(&mut input, HashWriter(Sha256::new())).unwrap();
     io::copy(&mut input, &mut io::sink()).unwrap();
     assert_eq!(hex(&copied.0.finalize()), hex(&input.1.finalize()));

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use xbzrle_stream::{Event, PageBody, SectionKind};
 
-use super::{Tally, TailCollector, TailSummary, group};
+use super::{TailCollector, TailSummary, Tally, group};
 
 /// Arguments of `xbzrle stream inspect`.
 #[derive(Debug, clap::Args)]
@@ -169,7 +169,9 @@ pub(crate) fn run(args: &InspectArgs) -> anyhow::Result<()> {
         Ok(())
     })?;
     let footers = reader.footers().unwrap_or(false);
-    let total = passes.iter().fold(Tally::default(), |t, p| t.plus(&p.tally));
+    let total = passes
+        .iter()
+        .fold(Tally::default(), |t, p| t.plus(&p.tally));
     let after_first_pass = passes
         .iter()
         .skip(1)
@@ -249,7 +251,14 @@ fn print_table(i: &Inspection) {
     );
     println!(
         "\n{:>5} {:>6} {:>10} {:>10} {:>10} {:>14} {:>14} {:>14}",
-        "pass", "syncs", "duplicate", "normal", "xbzrle", "normal bytes", "xbzrle bytes", "record bytes"
+        "pass",
+        "syncs",
+        "duplicate",
+        "normal",
+        "xbzrle",
+        "normal bytes",
+        "xbzrle bytes",
+        "record bytes"
     );
     let row = |label: &str, syncs: &str, t: &Tally| {
         println!(
@@ -263,14 +272,21 @@ fn print_table(i: &Inspection) {
         );
     };
     for pass in &i.passes {
-        row(&pass.pass.to_string(), &pass.dirty_syncs_at_start.to_string(), &pass.tally);
+        row(
+            &pass.pass.to_string(),
+            &pass.dirty_syncs_at_start.to_string(),
+            &pass.tally,
+        );
     }
     row("total", "", &i.total);
     println!("after the first pass:");
     row("", "", &i.after_first_pass);
     println!("last stage (END section):");
     row("", "", &i.last_stage);
-    println!("\nXBZRLE delta length: {}", i.xbzrle_delta_lengths.describe());
+    println!(
+        "\nXBZRLE delta length: {}",
+        i.xbzrle_delta_lengths.describe()
+    );
     println!("after the RAM: {}", i.tail.describe());
 }
 

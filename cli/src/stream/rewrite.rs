@@ -133,13 +133,17 @@ pub(crate) fn run(args: &RewriteArgs) -> anyhow::Result<()> {
             Event::MemSize {
                 blocks, page_size, ..
             } => {
-                let pages: u64 = blocks.iter().map(|b| b.len.div_ceil(page_size as u64)).sum();
+                let pages: u64 = blocks
+                    .iter()
+                    .map(|b| b.len.div_ceil(page_size as u64))
+                    .sum();
                 let config = policy.config(
                     page_size,
                     args.cache_size,
                     usize::try_from(pages).unwrap_or(usize::MAX),
                 );
-                let new = Sender::new(config).map_err(|e| anyhow!("policy {}: {e}", policy.name))?;
+                let new =
+                    Sender::new(config).map_err(|e| anyhow!("policy {}: {e}", policy.name))?;
                 policy.first_sync(&new);
                 syncs_done = 1;
                 record = vec![0; new.max_record_len()];
@@ -147,7 +151,9 @@ pub(crate) fn run(args: &RewriteArgs) -> anyhow::Result<()> {
                 writer.mem_size(page_size, blocks)
             }
             Event::Page(page) => {
-                let sender = sender.as_ref().ok_or_else(|| anyhow!("page before MEM_SIZE"))?;
+                let sender = sender
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("page before MEM_SIZE"))?;
                 if !last_stage {
                     if page.round >= 1 && !bulk_ended {
                         // Where QEMU's search first wraps, it starts XBZRLE.
@@ -199,7 +205,10 @@ pub(crate) fn run(args: &RewriteArgs) -> anyhow::Result<()> {
         .map_err(write_error)
     })?;
     let stream_bytes_out = writer.bytes_written();
-    writer.finish().and_then(Sink::finish).map_err(write_error)?;
+    writer
+        .finish()
+        .and_then(Sink::finish)
+        .map_err(write_error)?;
     let sender = sender.ok_or_else(|| anyhow!("{} has no RAM", args.input.display()))?;
     let sum = |skip: usize, side: fn(&Pass) -> &Tally| {
         passes
@@ -268,7 +277,11 @@ fn print_report(r: &Rewrite) {
     };
     println!();
     line("total", &r.total_in, &r.total_out);
-    line("after the first pass", &r.after_first_pass_in, &r.after_first_pass_out);
+    line(
+        "after the first pass",
+        &r.after_first_pass_in,
+        &r.after_first_pass_out,
+    );
     println!(
         "stream: {} bytes in, {} bytes out ({}); dirty syncs {}",
         group(r.stream_bytes_in),
@@ -297,7 +310,8 @@ enum Sink {
 
 impl Sink {
     fn create(path: &Path) -> anyhow::Result<Self> {
-        let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         let file = BufWriter::with_capacity(1 << 20, file);
         Ok(if path.extension().is_some_and(|e| e == "zst") {
             Sink::Zstd(zstd::Encoder::new(file, 3)?)

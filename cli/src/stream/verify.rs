@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use xbzrle::Encoded;
 use xbzrle_stream::{Event, PageBody, Ram};
 
-use super::{Tally, TailCollector, group};
+use super::{TailCollector, Tally, group};
 
 /// Arguments of `xbzrle stream verify`.
 #[derive(Debug, clap::Args)]
@@ -152,7 +152,8 @@ fn digest_blocks(ram: &Ram, dump: Option<&PathBuf>) -> anyhow::Result<Vec<BlockD
         };
         let path = dump.map(|dir| dir.join(block.name.replace('/', "_")));
         if let Some(path) = &path {
-            let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let file =
+                File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
             hasher.file = Some(BufWriter::with_capacity(1 << 20, file));
         }
         ram.write_block(index, &mut hasher)
@@ -214,7 +215,8 @@ fn print_report(v: &Verification) {
             d.block,
             d.page_offset,
             d.stream_len,
-            d.canonical_len.map_or("overflows".into(), |n| format!("{n} bytes"))
+            d.canonical_len
+                .map_or("overflows".into(), |n| format!("{n} bytes"))
         );
     }
     println!("RAM blocks rebuilt:");
@@ -224,7 +226,9 @@ fn print_report(v: &Verification) {
             b.name,
             group(b.bytes),
             b.sha256,
-            b.file.as_ref().map_or(String::new(), |f| format!("  -> {f}"))
+            b.file
+                .as_ref()
+                .map_or(String::new(), |f| format!("  -> {f}"))
         );
     }
     println!("after the RAM: {}", v.device_state.describe());

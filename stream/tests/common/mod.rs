@@ -52,11 +52,17 @@ impl Bytes {
     }
 
     pub fn configuration(self, machine: &str) -> Self {
-        self.u8(0x07).be32(machine.len() as u32).raw(machine.as_bytes())
+        self.u8(0x07)
+            .be32(machine.len() as u32)
+            .raw(machine.as_bytes())
     }
 
     pub fn start(self, id: u32, name: &str, version: u32) -> Self {
-        self.u8(0x01).be32(id).str8(name.as_bytes()).be32(0).be32(version)
+        self.u8(0x01)
+            .be32(id)
+            .str8(name.as_bytes())
+            .be32(0)
+            .be32(version)
     }
 
     pub fn part(self, id: u32) -> Self {
@@ -213,7 +219,11 @@ pub fn copy<W: std::io::Write>(
                         writer.xbzrle_page(r.block, r.page_offset, delta)?
                     }
                 };
-                assert_eq!(len, r.len, "record at {} re-written with another length", r.offset);
+                assert_eq!(
+                    len, r.len,
+                    "record at {} re-written with another length",
+                    r.offset
+                );
             }
             Event::SectionEnd { footer } => writer.end_section(footer)?,
             Event::Tail(bytes) => writer.raw(bytes)?,

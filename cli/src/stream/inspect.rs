@@ -142,16 +142,12 @@ pub(crate) fn run(args: &InspectArgs) -> anyhow::Result<()> {
                 SectionKind::End | SectionKind::Full => sections.end += 1,
             },
             Event::Page(record) => {
-                if passes.len() as u64 <= record.round {
-                    passes.push(Pass {
-                        pass: record.round,
-                        dirty_syncs_at_start: record.dirty_sync,
-                        tally: Tally::default(),
-                    });
-                }
-                if let Some(pass) = passes.last_mut() {
-                    pass.tally.add(&record.body, record.len);
-                }
+                let pass = super::pass_row(&mut passes, record.round, || Pass {
+                    pass: record.round,
+                    dirty_syncs_at_start: record.dirty_sync,
+                    tally: Tally::default(),
+                });
+                pass.tally.add(&record.body, record.len);
                 if record.section == SectionKind::End {
                     last_stage.add(&record.body, record.len);
                 }

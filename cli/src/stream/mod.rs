@@ -102,6 +102,19 @@ impl Tally {
     }
 }
 
+/// Most passes listed one by one; the records of later passes are counted in the last row
+/// (a crafted stream can start a new round at every record).
+const MAX_PASSES: usize = 100_000;
+
+/// The row of `passes` that counts a record of round `round`, made by `new` if it is the
+/// round's first record (rounds grow by one at a time).
+fn pass_row<T>(passes: &mut Vec<T>, round: u64, new: impl FnOnce() -> T) -> &mut T {
+    if passes.is_empty() || (passes.len() as u64 <= round && passes.len() < MAX_PASSES) {
+        passes.push(new());
+    }
+    passes.last_mut().expect("pushed above")
+}
+
 /// Collects the tail (device state) up to a limit, then walks it.
 #[derive(Debug, Default)]
 struct TailCollector {
@@ -218,6 +231,21 @@ mod tests {
         assert_eq!(group(292_527_188), "292,527,188");
         assert_eq!(change(200, 150), "-25.0 %");
         assert_eq!(change(0, 5), "-");
+    }
+
+    #[test]
+    fn one_row_per_pass_up_to_the_limit() {
+        let mut rows: Vec<u64> = Vec::new();
+        for round in [0, 0, 1, 1, 1, 2] {
+            *pass_row(&mut rows, round, || 0) += 1;
+        }
+        assert_eq!(rows, [2, 3, 1]);
+        let mut rows: Vec<u64> = Vec::new();
+        for round in 0..MAX_PASSES as u64 + 10 {
+            *pass_row(&mut rows, round, || 0) += 1;
+        }
+        assert_eq!(rows.len(), MAX_PASSES);
+        assert_eq!(rows[MAX_PASSES - 1], 11, "later passes counted in the last row");
     }
 
     #[test]

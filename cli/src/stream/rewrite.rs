@@ -165,13 +165,10 @@ pub(crate) fn run(args: &RewriteArgs) -> anyhow::Result<()> {
                         syncs_done += 1;
                     }
                 }
-                if passes.len() as u64 <= page.round {
-                    passes.push(Pass {
-                        pass: page.round,
-                        ..Pass::default()
-                    });
-                }
-                let pass = passes.last_mut().expect("pushed above");
+                let pass = super::pass_row(&mut passes, page.round, || Pass {
+                    pass: page.round,
+                    ..Pass::default()
+                });
                 pass.input.add(&page.body, page.len);
                 let sent = sender
                     .send_page(page.page_number, page.page, &mut record)

@@ -261,7 +261,7 @@ enum State {
 /// a sync happened since its previous send; the reader places it right before the record
 /// that repeats the page (QEMU synced at some section boundary between the two). The END
 /// section starts with a sync of its own. This is the fewest syncs consistent with the
-/// stream; QEMU may have made more, which change no page.
+/// stream; QEMU may have made more, which a stream cannot show.
 ///
 /// After an error the reader is finished: further calls return `Ok(None)`.
 pub struct StreamReader<R> {
@@ -284,7 +284,8 @@ pub struct StreamReader<R> {
     round: u64,
     dirty_sync: u64,
     sent: PageSet,
-    /// Scratch: the delta of the XBZRLE record being read and the page before it.
+    /// Scratch: the payload of the event being returned (an XBZRLE delta, command data, a
+    /// tail chunk) and the page before an XBZRLE record.
     delta: Vec<u8>,
     before: Vec<u8>,
 }

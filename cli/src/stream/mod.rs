@@ -245,7 +245,11 @@ mod tests {
             *pass_row(&mut rows, round, || 0) += 1;
         }
         assert_eq!(rows.len(), MAX_PASSES);
-        assert_eq!(rows[MAX_PASSES - 1], 11, "later passes counted in the last row");
+        assert_eq!(
+            rows[MAX_PASSES - 1],
+            11,
+            "later passes counted in the last row"
+        );
     }
 
     #[test]

@@ -406,7 +406,7 @@ impl<R: Read> StreamReader<R> {
         self.ram.as_ref()
     }
 
-    /// Takes the rebuilt RAM out of the reader (which then reads no further pages).
+    /// The rebuilt RAM, consuming the reader.
     pub fn into_ram(self) -> Option<Ram> {
         self.ram
     }

@@ -5,6 +5,7 @@
 //! * `xbzrle bench`: encode/decode speed of every kernel the CPU supports (see [`bench`](mod@bench)).
 //! * `xbzrle diff` / `xbzrle apply`: a delta file between two equal-size files (see
 //!   [`delta`]).
+//! * `xbzrle stream inspect|verify|rewrite`: real QEMU migration streams (see [`stream`]).
 
 use std::process::ExitCode;
 
@@ -13,7 +14,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod bench;
 mod delta;
 mod files;
+mod policy;
 mod simulate;
+mod stream;
 mod units;
 
 /// Version of the layout of the JSON that `simulate --json` and `bench --json` write (the
@@ -50,6 +53,9 @@ enum Command {
     Diff(delta::DiffArgs),
     /// Rebuild a file from its old version and a delta written by `xbzrle diff`.
     Apply(delta::ApplyArgs),
+    /// Real QEMU migration streams: inspect, verify, re-send under a cache policy.
+    #[command(subcommand)]
+    Stream(stream::StreamCommand),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Diff(args) => delta::diff(&args),
         Command::Apply(args) => delta::apply(&args),
+        Command::Stream(command) => stream::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ pub mod kernels;
 pub mod naive;
 pub mod output_buffer;
 pub mod policy;
+pub mod stream;
 
 /// The C API's source (crate `xbzrle-capi`, which builds only a cdylib and a staticlib),
 /// compiled into this crate so that the `capi` target calls its entry points directly.
@@ -62,6 +63,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "capi",
         check: capi::check,
+    },
+    Target {
+        name: "stream",
+        check: stream::check,
     },
 ];
 

@@ -39,6 +39,7 @@ const REPLAYED: &[&str] = &[
     "output_buffer",
     "policy",
     "capi",
+    "stream",
 ];
 
 #[test]
@@ -74,4 +75,9 @@ fn policy_corpus() {
 #[test]
 fn capi_corpus() {
     replay("capi");
+}
+
+#[test]
+fn stream_corpus() {
+    replay("stream");
 }

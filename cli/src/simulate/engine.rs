@@ -10,7 +10,7 @@ use xbzrle_workloads::snapshots::SnapshotSeries;
 
 use super::guest::Guest;
 use super::memory::{DirtyLog, GuestMemory, Image, PageSource, differing_pages};
-use super::policy::Policy;
+use crate::policy::Policy;
 
 /// The guest runs in steps of at most this much simulated time (1 ms, about 8 raw pages
 /// at 32 MiB/s): the granularity of "was the page written before or after it was sent".
@@ -380,11 +380,7 @@ impl<'a> Column<'a> {
         pages: usize,
     ) -> anyhow::Result<Self> {
         let link = Link::new(policy, settings, pages)?;
-        link.sender.start_pass();
-        if policy.without_bulk_stage() {
-            // QEMU before 5cc11c46 had no bulk stage: the second sync ends it at once.
-            link.sender.start_pass();
-        }
+        policy.first_sync(&link.sender);
         Ok(Self {
             policy: policy.clone(),
             settings,

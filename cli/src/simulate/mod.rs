@@ -29,9 +29,9 @@ mod engine;
 mod guest;
 mod memory;
 mod plot;
-mod policy;
 mod report;
 
+use crate::policy;
 use engine::{PolicyResult, Rule, Settings};
 use guest::{DocConfig, DocGuest, Guest, ZipfConfig, ZipfGuest};
 use report::{Report, WorkloadInfo};

@@ -1,4 +1,5 @@
-//! The cache policies the simulator puts side by side.
+//! The cache policies the simulator puts side by side and `xbzrle stream rewrite` re-sends
+//! real streams with.
 //!
 //! A policy is a name from the list below or a spec `CACHE[/ADMISSION]`:
 //!
@@ -16,7 +17,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use xbzrle_policy::{Admission, CacheKind, Replacement, SenderConfig};
+use xbzrle_policy::{Admission, CacheKind, Replacement, Sender, SenderConfig};
 
 /// The spec behind the name `ours`: the best of the configurations measured on the
 /// workloads and real snapshots (see the crate README for the comparison).
@@ -54,6 +55,15 @@ impl Policy {
     /// Whether the sender skips the bulk stage (XBZRLE from the first pass).
     pub(crate) fn without_bulk_stage(&self) -> bool {
         self.entry == Entry::NoBulk
+    }
+
+    /// The first dirty sync of a migration, at the start of the bulk pass. A policy
+    /// without a bulk stage (QEMU before 5cc11c46) ends it at once with a second sync.
+    pub(crate) fn first_sync(&self, sender: &Sender) {
+        sender.start_pass();
+        if self.without_bulk_stage() {
+            sender.start_pass();
+        }
     }
 
     /// The sender configuration for pages of `page_size` bytes, a cache of `cache_bytes`

@@ -5,6 +5,9 @@
 //! * [`copy_encode_copy`]: what QEMU does around its encoder (copy the guest page out,
 //!   encode it against the cached copy, copy it into the cache);
 //!   [`xbzrle::Kernel::encode_update`] does the same work in one pass.
+//! * [`pipeline`]: the whole sender at guest-RAM scale against QEMU's method.
+
+pub mod pipeline;
 
 use xbzrle::{Encoded, Kernel, KernelUnavailable};
 

@@ -7,6 +7,8 @@
 //! repetitions of all cases are interleaved (so a noisy moment hits every case alike) and
 //! the median batch gives the time per page.
 
+mod pipeline;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -21,7 +23,8 @@ use xbzrle_workloads::patterns::{PAGE_SIZE, PageSet, Pattern};
 #[command(after_help = "\
 Examples:
   xbzrle bench --quick
-  xbzrle bench --snapshots ../shared/guest-ram/kvstore --json bench.json")]
+  xbzrle bench --snapshots ../shared/guest-ram/kvstore --json bench.json
+  xbzrle bench --pipeline --ram 512M --dirty 128M --cache-size 256M")]
 pub(crate) struct BenchArgs {
     /// Short run (about 10 s): fewer repetitions and shorter batches.
     #[arg(long)]
@@ -43,6 +46,22 @@ pub(crate) struct BenchArgs {
     /// Repetitions of every case (the median is reported) [default: 7 with --quick, else 11].
     #[arg(long, value_name = "N")]
     repetitions: Option<usize>,
+    /// Instead of the kernels: the whole sender at guest-RAM scale against QEMU's method
+    /// (cache lookup, encode, cache refresh and record for every dirty page of a pass).
+    #[arg(long)]
+    pipeline: bool,
+    /// With --pipeline: guest RAM size.
+    #[arg(long, default_value = "512M", value_name = "SIZE", value_parser = crate::units::parse_size)]
+    ram: u64,
+    /// With --pipeline: bytes of RAM dirtied (and saved) per pass.
+    #[arg(long, default_value = "128M", value_name = "SIZE", value_parser = crate::units::parse_size)]
+    dirty: u64,
+    /// With --pipeline: XBZRLE cache size.
+    #[arg(long, default_value = "256M", value_name = "SIZE", value_parser = crate::units::parse_size)]
+    cache_size: u64,
+    /// With --pipeline: measured passes (the median is reported).
+    #[arg(long, default_value_t = 9, value_name = "N")]
+    passes: usize,
 }
 
 /// Seed of the synthetic page sets.
@@ -53,6 +72,14 @@ const BASELINE_KERNEL: &str = "word";
 
 /// Runs the benchmark and prints the table (and writes the JSON if asked).
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.pipeline {
+        return pipeline::run(pipeline::PipelineArgs {
+            ram: args.ram,
+            dirty: args.dirty,
+            cache: args.cache_size,
+            passes: args.passes,
+        });
+    }
     if args.working_set == 0 || args.snapshot_pages == 0 {
         bail!("--working-set and --snapshot-pages must be at least 1");
     }

@@ -1,0 +1,335 @@
+//! The sender pipeline at guest-RAM scale: a guest far larger than the CPU caches, a dirty
+//! set rewritten in small runs every pass, and every dirty page saved (looked up in the
+//! cache, encoded, the cache refreshed, a wire record framed), by the project's
+//! [`Sender`] and by QEMU's method as a baseline ([`QemuMethod`]).
+//!
+//! QEMU's method is written here from its description (no QEMU code): a direct-mapped
+//! cache keyed by page number with `CACHED_PAGE_LIFETIME` 2; the zero check first; on a hit
+//! the guest page is copied into a buffer, the cached copy is encoded against the buffer and
+//! the buffer copied into the cache; on a miss the page is inserted (unless the slot holds
+//! another page used within the lifetime) and the cached copy is sent; every record framed
+//! as the sender frames its own (flag, page number, payload), so both write the same bytes.
+//!
+//! Each measured pass first dirties the pages (untimed), then lets every method save them,
+//! in a rotating order, so that every method sees the same old and new page versions and a
+//! noisy moment of the machine hits all of them.
+
+use std::time::{Duration, Instant};
+
+use xbzrle::{Encoded, Kernel};
+use xbzrle_policy::wire::{FLAG_PAGE, FLAG_XBZRLE, FLAG_ZERO, HEADER_LEN};
+use xbzrle_policy::{Admission, CacheKind, Replacement, Sender, SenderConfig};
+
+/// Page size of the pipeline (x86's).
+pub const PAGE: usize = 4096;
+
+/// Runs of 8 bytes rewritten in every dirty page per pass.
+const RUNS_PER_PAGE: usize = 8;
+
+/// A guest: its RAM and the pages it keeps dirtying.
+#[derive(Debug)]
+pub struct Guest {
+    ram: Vec<u8>,
+    /// The dirty set, ascending (the order of a dirty-bitmap walk).
+    dirty: Vec<u64>,
+    rng: u64,
+}
+
+impl Guest {
+    /// `ram_bytes` of random RAM with a dirty set of `dirty_bytes`, spread over it.
+    ///
+    /// # Panics
+    /// If the sizes are not whole pages or the dirty set is larger than the RAM.
+    pub fn new(ram_bytes: usize, dirty_bytes: usize, seed: u64) -> Self {
+        assert!(ram_bytes.is_multiple_of(PAGE) && dirty_bytes.is_multiple_of(PAGE));
+        let (pages, dirty_pages) = (ram_bytes / PAGE, dirty_bytes / PAGE);
+        assert!(dirty_pages <= pages, "the dirty set is larger than the RAM");
+        let mut guest = Self {
+            ram: vec![0; ram_bytes],
+            dirty: Vec::with_capacity(dirty_pages),
+            rng: seed,
+        };
+        let mut ram = std::mem::take(&mut guest.ram);
+        for word in ram.chunks_mut(8) {
+            word.copy_from_slice(&guest.random().to_le_bytes()[..word.len()]);
+        }
+        guest.ram = ram;
+        // Every `pages / dirty_pages`-th page, shifted by a random amount within its stride.
+        let stride = pages / dirty_pages.max(1);
+        for i in 0..dirty_pages {
+            let offset = (guest.random() % stride as u64) as usize;
+            guest.dirty.push((i * stride + offset) as u64);
+        }
+        guest
+    }
+
+    /// SplitMix64.
+    fn random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Number of pages of RAM.
+    pub fn pages(&self) -> usize {
+        self.ram.len() / PAGE
+    }
+
+    /// The dirty set.
+    pub fn dirty(&self) -> &[u64] {
+        &self.dirty
+    }
+
+    /// Page `page`.
+    pub fn page(&self, page: u64) -> &[u8] {
+        &self.ram[page as usize * PAGE..][..PAGE]
+    }
+
+    /// The guest runs: [`RUNS_PER_PAGE`] runs of 8 bytes rewritten in every dirty page.
+    pub fn run(&mut self) {
+        for i in 0..self.dirty.len() {
+            let base = self.dirty[i] as usize * PAGE;
+            for _ in 0..RUNS_PER_PAGE {
+                let at = base + (self.random() as usize % (PAGE / 8)) * 8;
+                let bytes = self.random().to_le_bytes();
+                self.ram[at..at + 8].copy_from_slice(&bytes);
+            }
+        }
+    }
+}
+
+/// How [`QemuMethod`] encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QemuEncoder {
+    /// Word at a time, like QEMU's C encoder (the `word` kernel follows its method).
+    Word,
+    /// This project's fastest kernel (`xbzrle::encode`).
+    Library,
+}
+
+/// One cache slot of [`QemuMethod`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    page: u64,
+    age: u64,
+    valid: bool,
+}
+
+/// QEMU's sender method (see the module documentation).
+#[derive(Debug)]
+pub struct QemuMethod {
+    encoder: QemuEncoder,
+    slots: Vec<Slot>,
+    data: Vec<u8>,
+    scratch: Vec<u8>,
+    generation: u64,
+}
+
+impl QemuMethod {
+    /// A cache of `cache_bytes` (rounded down to a power of two of pages).
+    pub fn new(cache_bytes: usize, encoder: QemuEncoder) -> Self {
+        let slots = 1 << (cache_bytes / PAGE).max(1).ilog2();
+        Self {
+            encoder,
+            slots: vec![Slot::default(); slots],
+            data: vec![0; slots * PAGE],
+            scratch: vec![0; PAGE],
+            generation: 0,
+        }
+    }
+
+    /// A dirty sync.
+    pub fn start_pass(&mut self) {
+        self.generation += 1;
+    }
+
+    /// Saves `data`, page `page`, after the bulk stage; writes the record into `out`
+    /// (at least `HEADER_LEN + 3 + PAGE` bytes) and returns its length (0: unchanged).
+    pub fn save(&mut self, page: u64, data: &[u8], out: &mut [u8]) -> usize {
+        if data.iter().all(|&b| b == 0) {
+            header(out, FLAG_ZERO, page);
+            out[HEADER_LEN] = 0;
+            return HEADER_LEN + 1;
+        }
+        let index = (page as usize) & (self.slots.len() - 1);
+        let slot = &mut self.slots[index];
+        let cached = &mut self.data[index * PAGE..][..PAGE];
+        if slot.valid && slot.page == page {
+            slot.age = self.generation;
+            self.scratch.copy_from_slice(data);
+            let delta = &mut out[HEADER_LEN + 3..][..PAGE];
+            let encoded = match self.encoder {
+                QemuEncoder::Word => Kernel::Word.encode(cached, &self.scratch, delta),
+                QemuEncoder::Library => Ok(xbzrle::encode(cached, &self.scratch, delta)),
+            }
+            .expect("the word kernel runs anywhere");
+            return match encoded {
+                Encoded::Unchanged => 0,
+                Encoded::Delta(n) => {
+                    cached.copy_from_slice(&self.scratch);
+                    header(out, FLAG_XBZRLE, page);
+                    out[HEADER_LEN] = 1;
+                    out[HEADER_LEN + 1..HEADER_LEN + 3].copy_from_slice(&(n as u16).to_be_bytes());
+                    HEADER_LEN + 3 + n
+                }
+                Encoded::Overflow => {
+                    cached.copy_from_slice(&self.scratch);
+                    raw(out, page, cached)
+                }
+            };
+        }
+        if !slot.valid || slot.age + 2 <= self.generation {
+            *slot = Slot {
+                page,
+                age: self.generation,
+                valid: true,
+            };
+            cached.copy_from_slice(data);
+            raw(out, page, cached)
+        } else {
+            raw(out, page, data)
+        }
+    }
+}
+
+fn header(out: &mut [u8], flag: u8, page: u64) {
+    out[0] = flag;
+    out[1..HEADER_LEN].copy_from_slice(&page.to_be_bytes());
+}
+
+fn raw(out: &mut [u8], page: u64, data: &[u8]) -> usize {
+    header(out, FLAG_PAGE, page);
+    out[HEADER_LEN..HEADER_LEN + PAGE].copy_from_slice(data);
+    HEADER_LEN + PAGE
+}
+
+/// The two sender setups measured: QEMU's (direct-mapped) and the recommended one
+/// (16-way set-associative, frequency replacement), both admitting after the bulk stage.
+pub fn setups(cache_bytes: usize, shards: usize) -> [(&'static str, SenderConfig); 2] {
+    let config = |cache| SenderConfig {
+        page_size: PAGE,
+        cache_bytes: cache_bytes as u64,
+        cache,
+        admission: Admission::AfterBulk,
+        shards,
+    };
+    [
+        ("direct-mapped", config(CacheKind::DirectMapped)),
+        (
+            "16-way",
+            config(CacheKind::SetAssociative {
+                ways: 16,
+                replacement: Replacement::Frequency,
+            }),
+        ),
+    ]
+}
+
+/// A method under measurement.
+pub enum Method {
+    /// QEMU's method.
+    Qemu(QemuMethod),
+    /// The project's sender, saving from `threads` threads (each taking the pages `p` with
+    /// `p % threads == thread`).
+    Sender {
+        /// The sender.
+        sender: Sender,
+        /// Saving threads.
+        threads: usize,
+    },
+}
+
+impl Method {
+    /// A dirty sync.
+    pub fn start_pass(&mut self) {
+        match self {
+            Method::Qemu(q) => q.start_pass(),
+            Method::Sender { sender, .. } => sender.start_pass(),
+        }
+    }
+
+    /// Saves `pages` of `guest` (ascending); returns the time taken and the record bytes.
+    pub fn save_pages(&mut self, guest: &Guest, pages: &[u64]) -> (Duration, u64) {
+        let mut out = vec![0u8; HEADER_LEN + 3 + PAGE];
+        let started = Instant::now();
+        let bytes = match self {
+            Method::Qemu(q) => pages
+                .iter()
+                .map(|&p| q.save(p, guest.page(p), &mut out) as u64)
+                .sum(),
+            Method::Sender { sender, threads: 1 } => pages
+                .iter()
+                .map(|&p| {
+                    sender
+                        .send_page(p, guest.page(p), &mut out)
+                        .expect("send")
+                        .len as u64
+                })
+                .sum(),
+            Method::Sender { sender, threads } => {
+                let (sender, threads) = (&*sender, *threads);
+                std::thread::scope(|s| {
+                    let workers: Vec<_> = (0..threads)
+                        .map(|t| {
+                            s.spawn(move || {
+                                let mut out = vec![0u8; sender.max_record_len()];
+                                pages
+                                    .iter()
+                                    .filter(|&&p| p % threads as u64 == t as u64)
+                                    .map(|&p| {
+                                        sender
+                                            .send_page(p, guest.page(p), &mut out)
+                                            .expect("send")
+                                            .len as u64
+                                    })
+                                    .sum::<u64>()
+                            })
+                        })
+                        .collect();
+                    workers
+                        .into_iter()
+                        .map(|w| w.join().expect("saving thread"))
+                        .sum()
+                })
+            }
+        };
+        (started.elapsed(), bytes)
+    }
+}
+
+/// Brings every method to the steady state of a migration of `guest`: a bulk pass over all
+/// pages, then two passes over the dirty set (misses insert the hot pages), every method
+/// saving the same page versions.
+pub fn warm_up(methods: &mut [Method], guest: &mut Guest) {
+    let all: Vec<u64> = (0..guest.pages() as u64).collect();
+    for method in methods.iter_mut() {
+        method.start_pass();
+        // QEMU's bulk stage sends raw pages without touching its cache: nothing to model.
+        if let Method::Sender { .. } = method {
+            method.save_pages(guest, &all);
+        }
+    }
+    for _ in 0..2 {
+        measure_pass(methods, guest, 0);
+    }
+}
+
+/// One pass: the guest dirties its pages (untimed), then every method saves them, starting
+/// with method `first` and going round. Returns each method's time and record bytes.
+pub fn measure_pass(
+    methods: &mut [Method],
+    guest: &mut Guest,
+    first: usize,
+) -> Vec<(Duration, u64)> {
+    guest.run();
+    let dirty = guest.dirty().to_vec();
+    let mut results = vec![(Duration::ZERO, 0); methods.len()];
+    for k in 0..methods.len() {
+        let i = (first + k) % methods.len();
+        methods[i].start_pass();
+        results[i] = methods[i].save_pages(guest, &dirty);
+    }
+    results
+}

@@ -513,6 +513,14 @@ enum xbzrle_status xbzrle_decode(const uint8_t *delta,
                                  size_t *end);
 
 /**
+ * The longest delta (canonical or compact) of a page of `page_len` bytes,
+ * `(3 * page_len + 3) / 2` (0 for an empty page; saturates at `SIZE_MAX`): an output
+ * buffer of this size never gives `XBZRLE_ERR_OVERFLOW` from `xbzrle_encode`,
+ * `xbzrle_encode_compact` or `xbzrle_encode_update`. Thread-safe.
+ */
+size_t xbzrle_max_delta_len(size_t page_len);
+
+/**
  * Name of the encoding kernel this CPU runs (`"reference"`, `"avx2"`, …), detected once.
  *
  * Returns a static NUL-terminated string (never NULL, never to be freed). Thread-safe.

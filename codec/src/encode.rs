@@ -4,6 +4,33 @@ use crate::encoded::Encoded;
 use crate::kernel::Available;
 use crate::source::PageSource;
 
+/// The longest canonical or compact delta of a page of `page_len` bytes: an output buffer of
+/// this length never overflows (QEMU gives its encoder one page, which a page with many
+/// short changed runs overflows). Saturates at `usize::MAX`.
+///
+/// Every `zrun nzrun` pair after the first covers at least two bytes of the page and costs
+/// at most 1.5 bytes of delta per byte covered (its two lengths take no more bytes than the
+/// runs they count, plus the changed bytes); the first pair may start with an empty zrun,
+/// which costs one byte more. So a delta is at most `(3 * page_len + 3) / 2` bytes, reached
+/// by one-byte changed runs between one-byte unchanged runs, starting at offset 0 (on an
+/// even length the first run takes two bytes).
+///
+/// ```
+/// let page_len = 4096;
+/// let old = vec![0u8; page_len];
+/// let new: Vec<u8> = (0..page_len).map(|i| (i % 2) as u8).collect(); // every other byte
+/// let mut out = vec![0u8; xbzrle::max_delta_len(page_len)];
+/// assert_eq!(xbzrle::encode(&old, &new, &mut out), xbzrle::Encoded::Delta(6144));
+/// ```
+#[must_use]
+pub const fn max_delta_len(page_len: usize) -> usize {
+    if page_len == 0 {
+        0
+    } else {
+        page_len.saturating_mul(3).saturating_add(3) / 2
+    }
+}
+
 /// Encodes the canonical delta from `old` to `new` into `out` (byte-identical to QEMU).
 ///
 /// # Panics
@@ -18,6 +45,7 @@ pub fn encode(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
 ///
 /// # Panics
 /// If `old` and `new` differ in length or are longer than `u32::MAX` bytes.
+#[cfg(feature = "alloc")]
 pub fn encode_compact(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
     crate::kernel::check_lengths(old.len(), new.len());
     crate::compact::encode(old, new, out)

@@ -2,6 +2,7 @@
 
 /// Outcome of an encode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use = "an encode result says whether to send the delta, nothing, or the raw page"]
 pub enum Encoded {
     /// The pages are identical: the delta is empty and nothing needs to be sent.
     Unchanged,

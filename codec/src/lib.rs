@@ -35,8 +35,10 @@
 //! The crate's `README.md` has a longer example (run as a doctest).
 #![cfg_attr(not(feature = "std"), no_std)]
 
+#[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(feature = "alloc")]
 mod compact;
 mod decode;
 mod encode;
@@ -46,7 +48,9 @@ mod kernel;
 mod source;
 
 pub use decode::{DecodeError, DecodeErrorKind, decode, validate};
-pub use encode::{encode, encode_compact, encode_update};
+#[cfg(feature = "alloc")]
+pub use encode::encode_compact;
+pub use encode::{encode, encode_update, max_delta_len};
 pub use encoded::Encoded;
 pub use kernel::{Kernel, KernelUnavailable, UnknownKernel};
 pub use source::{LivePage, PageSource};

@@ -60,6 +60,7 @@ impl<const N: usize> PageSource for [u8; N] {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl PageSource for alloc::vec::Vec<u8> {
     #[inline(always)]
     fn len(&self) -> usize {

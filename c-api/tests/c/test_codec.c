@@ -312,6 +312,26 @@ static void error_paths(void) {
     }
 }
 
+/* The bound of xbzrle_max_delta_len is reached (one-byte runs between one-byte gaps) and
+ * never overflows. */
+static void delta_bound(void) {
+    enum { LEN = 4095 };
+    static uint8_t old[LEN], new_page[LEN], out[LEN * 2];
+    size_t i, len = 0;
+    for (i = 0; i < LEN; i++) {
+        new_page[i] = (uint8_t)(i % 2 == 0);
+    }
+    CHECK(xbzrle_max_delta_len(LEN) == (3 * LEN + 3) / 2, "bound %zu",
+          xbzrle_max_delta_len(LEN));
+    CHECK(xbzrle_max_delta_len(0) == 0, "bound of an empty page");
+    CHECK(xbzrle_encode(old, new_page, LEN, out, xbzrle_max_delta_len(LEN), &len) == XBZRLE_OK &&
+              len == xbzrle_max_delta_len(LEN),
+          "worst-case delta %zu", len);
+    CHECK(xbzrle_encode(old, new_page, LEN, out, xbzrle_max_delta_len(LEN) - 1, &len) ==
+              XBZRLE_ERR_OVERFLOW,
+          "one byte less overflows");
+}
+
 static void version_and_kernel(void) {
     char expected[32];
     const char *kernel = xbzrle_kernel_name();
@@ -335,6 +355,7 @@ int main(int argc, char **argv) {
     encode_vectors(argv[1]);
     decode_vectors(argv[2]);
     error_paths();
+    delta_bound();
     version_and_kernel();
     return check_summary("test_codec");
 }

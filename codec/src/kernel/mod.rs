@@ -53,6 +53,7 @@ macro_rules! aarch64_has {
 /// type `$block`, its feature `$feature` and the detection macro `$has` (`x86_has` or
 /// `aarch64_has`): `is_available()`, and the unsafe `encode` and `encode_update`, which run
 /// the algorithm of `generic.rs` over `$block` and require the feature.
+#[allow(unused_macros, reason = "unused on architectures without SIMD kernels")]
 macro_rules! simd_entry_points {
     ($block:ident, $feature:tt, $has:ident) => {
         /// Whether the CPU supports this kernel.
@@ -244,8 +245,7 @@ impl fmt::Display for KernelUnavailable {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for KernelUnavailable {}
+impl core::error::Error for KernelUnavailable {}
 
 impl Kernel {
     /// Every kernel, slowest tier first.

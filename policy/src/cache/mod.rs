@@ -5,7 +5,7 @@
 //! first insertion, and the allocation is zero-initialised (`calloc`), so the operating
 //! system commits memory only for the slots actually written. The page data never
 //! exceeds the configured budget ([`PageCache::allocated_bytes`] `<=`
-//! [`PageCache::configured_bytes`]); metadata (24 to 32 bytes per slot) is extra, as in QEMU.
+//! [`PageCache::configured_bytes`]); metadata (24 to 40 bytes per slot) is extra, as in QEMU.
 //!
 //! # Allocation failure
 //! Nothing here aborts or panics on a size. Construction and [`PageCache::resize`] allocate

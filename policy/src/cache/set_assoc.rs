@@ -8,6 +8,9 @@ use crate::fallible;
 /// Hit counts saturate here; halving per idle generation brings them back down quickly.
 const MAX_HITS: u8 = 15;
 
+/// The key of an empty slot (page numbers are below `u64::MAX / page size`).
+const NO_PAGE: u64 = u64::MAX;
+
 /// One slot's metadata (32 bytes).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Entry {
@@ -41,9 +44,15 @@ impl SlotEntry for Entry {
 /// `p mod 2^n`. When the set is full, the [`Replacement`] rule picks the victim (or
 /// refuses). With `ways == 1` and [`Replacement::Lifetime`], lookups and insertions behave
 /// like [`DirectMappedCache`](super::DirectMappedCache)'s (resize breaks ties differently).
+///
+/// A lookup reads only the page numbers of the set, which lie next to each other (16 ways:
+/// two cache lines), then the metadata of the way it hits; the other metadata of the set is
+/// read only to choose a victim.
 #[derive(Debug)]
 pub struct SetAssociativeCache {
     slots: Slots<Entry>,
+    /// The page number of every valid slot, [`NO_PAGE`] for an empty one: the lookup index.
+    keys: Vec<u64>,
     /// Ways requested; `ways` is lower only when the budget holds fewer pages.
     requested_ways: usize,
     ways: usize,
@@ -57,9 +66,10 @@ impl SetAssociativeCache {
     /// An empty cache for pages of `page_size` bytes, a budget of `bytes`, `ways` entries
     /// per set (fewer if the budget holds fewer pages) and the given victim choice.
     ///
-    /// The metadata (32 bytes per entry) is allocated and initialised now; the page data
-    /// is only reserved and released (to find out whether the allocator could provide it,
-    /// without committing memory) and allocated, zeroed, at the first insertion.
+    /// The metadata (40 bytes per entry: 32 of state and an 8-byte lookup key) is allocated
+    /// and initialised now; the page data is only reserved and released (to find out whether
+    /// the allocator could provide it, without committing memory) and allocated, zeroed, at
+    /// the first insertion.
     ///
     /// # Errors
     /// [`ConfigError::PageSize`] for a page size of 0 or above `u32::MAX`;
@@ -78,6 +88,7 @@ impl SetAssociativeCache {
         let (sets, eff_ways) = Self::layout(bytes, page_size, ways);
         Ok(Self {
             slots: Slots::new(page_size, bytes, sets * eff_ways)?,
+            keys: fallible::filled(sets * eff_ways, NO_PAGE)?,
             requested_ways: ways,
             ways: eff_ways,
             sets,
@@ -177,11 +188,23 @@ impl Placement for SetAssociativeCache {
     }
 
     fn find(&self, page: u64) -> Option<usize> {
-        self.set_range(page)?.find(|&i| self.slots.holds(i, page))
+        let set = self.set_range(page)?;
+        let start = set.start;
+        // A page number can never be `NO_PAGE`, so an empty slot never matches.
+        self.keys[set]
+            .iter()
+            .position(|&key| key == page)
+            .map(|way| start + way)
     }
 
     fn record_hit(&mut self, slot: usize, generation: u64) {
         self.touch(slot, generation, true);
+    }
+
+    fn forget(&mut self, slot: usize) {
+        self.keys[slot] = NO_PAGE;
+        self.slots.entries[slot].invalidate();
+        self.slots.len -= 1;
     }
 
     fn store(&mut self, page: u64, generation: u64, write: impl FnOnce(&mut [u8])) -> bool {
@@ -210,6 +233,7 @@ impl Placement for SetAssociativeCache {
                     valid: true,
                     ..Entry::default()
                 };
+                self.keys[slot] = page;
                 self.touch(slot, generation, false);
                 slot
             }
@@ -230,6 +254,7 @@ impl Placement for SetAssociativeCache {
         // Every allocation first (page data, then metadata), so that a failure changes
         // nothing.
         let (mut entries, plan) = self.slots.prepare(sets * ways)?;
+        let mut keys = fallible::filled(sets * ways, NO_PAGE)?;
         let mut filled = fallible::filled(sets, 0usize)?;
         let mut survivors: Vec<(usize, (u64, u64), usize)> =
             fallible::with_capacity(self.slots.len)?;
@@ -255,10 +280,12 @@ impl Placement for SetAssociativeCache {
                 let dst = set * ways + filled[set];
                 filled[set] += 1;
                 entries[dst] = self.slots.entries[src];
+                keys[dst] = self.keys[src];
                 moves.push((src, dst));
             }
         }
         self.slots.commit(bytes, entries, plan, &moves);
+        self.keys = keys;
         self.sets = sets;
         self.ways = ways;
         Ok(())

@@ -133,6 +133,13 @@ pub trait Placement: Send {
     /// Records a hit on the valid slot `slot` in `generation` (its tag's age included).
     fn record_hit(&mut self, slot: usize, generation: u64);
 
+    /// Empties the valid slot `slot` (its page data is not written).
+    fn forget(&mut self, slot: usize) {
+        let slots = self.slots_mut();
+        slots.entries[slot].invalidate();
+        slots.len -= 1;
+    }
+
     /// [`PageCache::insert`], with the new content written by `write` into the slot.
     fn store(&mut self, page: u64, generation: u64, write: impl FnOnce(&mut [u8])) -> bool;
 
@@ -193,9 +200,7 @@ impl<C: Placement> PageCache for C {
         let Some(slot) = self.find(page) else {
             return false;
         };
-        let slots = self.slots_mut();
-        slots.entries[slot].invalidate();
-        slots.len -= 1;
+        self.forget(slot);
         true
     }
 

@@ -359,7 +359,7 @@ pub unsafe extern "C" fn xbzrle_sender_config_default(
 }
 
 /// Creates a sender in the bulk stage (generation 0) with an empty cache. The cache
-/// metadata (24 to 32 bytes per cached page) and the admission counters are allocated now;
+/// metadata (24 to 40 bytes per cached page) and the admission counters are allocated now;
 /// the page data is one zeroed allocation made at the first insertion (the operating system
 /// commits only the pages written), whose size is checked now: the allocator must be able
 /// to provide it at this moment. If it refuses it at the first insertion after all, that

@@ -14,6 +14,7 @@
 //! in a rotating order, so that every method sees the same old and new page versions and a
 //! noisy moment of the machine hits all of them.
 
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use xbzrle::{Encoded, Kernel};
@@ -239,6 +240,9 @@ pub enum Method {
         /// Saving threads.
         threads: usize,
     },
+    /// The project's sender, saving the pass as one batch (`Sender::send_pages`: the next
+    /// page is prefetched while the current one is encoded).
+    SenderBatch(Sender),
 }
 
 impl Method {
@@ -246,7 +250,7 @@ impl Method {
     pub fn start_pass(&mut self) {
         match self {
             Method::Qemu(q) => q.start_pass(),
-            Method::Sender { sender, .. } => sender.start_pass(),
+            Method::Sender { sender, .. } | Method::SenderBatch(sender) => sender.start_pass(),
         }
     }
 
@@ -259,6 +263,17 @@ impl Method {
                 .iter()
                 .map(|&p| q.save(p, guest.page(p), &mut out) as u64)
                 .sum(),
+            Method::SenderBatch(sender) => {
+                let mut bytes = 0;
+                let batch = pages.iter().map(|&p| (p, guest.page(p)));
+                sender
+                    .send_pages(batch, &mut out, |_, sent, _| {
+                        bytes += sent.len as u64;
+                        ControlFlow::Continue(())
+                    })
+                    .expect("send");
+                bytes
+            }
             Method::Sender { sender, threads: 1 } => pages
                 .iter()
                 .map(|&p| {
@@ -307,7 +322,7 @@ pub fn warm_up(methods: &mut [Method], guest: &mut Guest) {
     for method in methods.iter_mut() {
         method.start_pass();
         // QEMU's bulk stage sends raw pages without touching its cache: nothing to model.
-        if let Method::Sender { .. } = method {
+        if !matches!(method, Method::Qemu(_)) {
             method.save_pages(guest, &all);
         }
     }

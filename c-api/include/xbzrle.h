@@ -283,6 +283,16 @@ typedef struct xbzrle_sent {
 } xbzrle_sent;
 
 /**
+ * Receives the record of one page saved by `xbzrle_sender_save_pages`: the page number,
+ * what was decided and the record (`sent->record_len` bytes; none when skipped), valid until
+ * the callback returns. Return 0 to go on with the next page, anything else to stop.
+ */
+typedef int (*xbzrle_record_fn)(void *opaque,
+                                uint64_t page,
+                                const struct xbzrle_sent *sent,
+                                const uint8_t *record);
+
+/**
  * Sender statistics. The first seven fields are QEMU's `query-migrate` → `xbzrle-cache`.
  */
 typedef struct xbzrle_sender_stats {
@@ -793,6 +803,39 @@ enum xbzrle_status xbzrle_sender_save_page(const struct xbzrle_sender *sender,
                                            uint8_t *out,
                                            size_t out_cap,
                                            struct xbzrle_sent *sent);
+
+/**
+ * Saves `count` pages in the order given (a pass's dirty pages, in the order of the dirty
+ * bitmap): page number `pages[i]` with content `data[i]` (`data_len` = the page size each;
+ * guest memory that vCPUs may write, as for `xbzrle_sender_save_page`). Exactly what
+ * `xbzrle_sender_save_page` does page after page, writing each record into `out`
+ * (`out_cap` >= `xbzrle_sender_max_record_len`) and calling `emit(opaque, page, &sent,
+ * out)` before the next page, but while it encodes a page it has the CPU load the next page
+ * and its cached copy, so that at guest-RAM scale memory latency overlaps the work.
+ * `*saved` (optional) is the number of pages saved, also on error: on an error the pages
+ * before the failing one were saved and emitted, that one and those after it were not;
+ * when `emit` returns nonzero the batch stops after that page, with `XBZRLE_OK`.
+ *
+ * Errors: `XBZRLE_ERR_NULL` (`sender`, `out` or `emit` NULL, or `pages`/`data` NULL with
+ * `count` > 0, or a NULL `data[i]`), and those of `xbzrle_sender_save_page`. Thread-safe
+ * under the contract of `xbzrle_sender_save_page`.
+ *
+ * # Safety
+ * `sender` must be NULL or a live handle; `pages` and `data` NULL or valid for reads of
+ * `count` elements; each `data[i]` NULL or valid for reads of `data_len` bytes (other threads
+ * may write them); `out` valid for writes of `out_cap` bytes, overlapping no page; `emit` a
+ * function that may be called with `opaque`; `saved` NULL or valid for a write.
+ */
+enum xbzrle_status xbzrle_sender_save_pages(const struct xbzrle_sender *sender,
+                                            const uint64_t *pages,
+                                            const uint8_t *const *data,
+                                            size_t count,
+                                            size_t data_len,
+                                            uint8_t *out,
+                                            size_t out_cap,
+                                            xbzrle_record_fn emit,
+                                            void *opaque,
+                                            size_t *saved);
 
 /**
  * Saves page number `page` (address / page size), which the caller has found to be all

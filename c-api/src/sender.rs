@@ -1,6 +1,7 @@
 //! The sender in C: configuration, lifecycle, per-page decisions and statistics.
 
 use std::ffi::c_int;
+use std::ops::ControlFlow;
 use std::slice;
 
 use xbzrle::LivePage;
@@ -610,6 +611,111 @@ pub unsafe extern "C" fn xbzrle_sender_save_page(
         let out = unsafe { slice::from_raw_parts_mut(out, out_cap) };
         // SAFETY: `sent` is non-null and the caller guarantees it is writable.
         unsafe { report_sent(s.send_page(page, &data, out), sent) }
+    };
+    // SAFETY: the caller guarantees `sender` is NULL or a live handle.
+    unsafe { with_sender(sender, body) }
+}
+
+/// Receives the record of one page saved by `xbzrle_sender_save_pages`: the page number,
+/// what was decided and the record (`sent->record_len` bytes; none when skipped), valid until
+/// the callback returns. Return 0 to go on with the next page, anything else to stop.
+#[allow(non_camel_case_types)]
+pub type xbzrle_record_fn = Option<
+    unsafe extern "C" fn(
+        opaque: *mut std::ffi::c_void,
+        page: u64,
+        sent: *const xbzrle_sent,
+        record: *const u8,
+    ) -> c_int,
+>;
+
+/// Saves `count` pages in the order given (a pass's dirty pages, in the order of the dirty
+/// bitmap): page number `pages[i]` with content `data[i]` (`data_len` = the page size each;
+/// guest memory that vCPUs may write, as for `xbzrle_sender_save_page`). Exactly what
+/// `xbzrle_sender_save_page` does page after page, writing each record into `out`
+/// (`out_cap` >= `xbzrle_sender_max_record_len`) and calling `emit(opaque, page, &sent,
+/// out)` before the next page, but while it encodes a page it has the CPU load the next page
+/// and its cached copy, so that at guest-RAM scale memory latency overlaps the work.
+/// `*saved` (optional) is the number of pages saved, also on error: on an error the pages
+/// before the failing one were saved and emitted, that one and those after it were not;
+/// when `emit` returns nonzero the batch stops after that page, with `XBZRLE_OK`.
+///
+/// Errors: `XBZRLE_ERR_NULL` (`sender`, `out` or `emit` NULL, or `pages`/`data` NULL with
+/// `count` > 0, or a NULL `data[i]`), and those of `xbzrle_sender_save_page`. Thread-safe
+/// under the contract of `xbzrle_sender_save_page`.
+///
+/// # Safety
+/// `sender` must be NULL or a live handle; `pages` and `data` NULL or valid for reads of
+/// `count` elements; each `data[i]` NULL or valid for reads of `data_len` bytes (other threads
+/// may write them); `out` valid for writes of `out_cap` bytes, overlapping no page; `emit` a
+/// function that may be called with `opaque`; `saved` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_sender_save_pages(
+    sender: *const xbzrle_sender,
+    pages: *const u64,
+    data: *const *const u8,
+    count: usize,
+    data_len: usize,
+    out: *mut u8,
+    out_cap: usize,
+    emit: xbzrle_record_fn,
+    opaque: *mut std::ffi::c_void,
+    saved: *mut usize,
+) -> xbzrle_status {
+    let body = |s: &Sender| {
+        if !saved.is_null() {
+            // SAFETY: `saved` is non-null and the caller guarantees it is writable.
+            unsafe { saved.write(0) };
+        }
+        let Some(emit) = emit else {
+            return XBZRLE_ERR_NULL;
+        };
+        if out.is_null() || (count > 0 && (pages.is_null() || data.is_null())) {
+            return XBZRLE_ERR_NULL;
+        }
+        if isize::try_from(data_len).is_err() || isize::try_from(out_cap).is_err() {
+            return XBZRLE_ERR_INVALID_ARGUMENT;
+        }
+        let (pages, data) = if count == 0 {
+            (&[][..], &[][..])
+        } else {
+            // SAFETY: the caller guarantees `pages` is readable for `count` elements; it is
+            // non-null (checked above).
+            let pages = unsafe { slice::from_raw_parts(pages, count) };
+            // SAFETY: the same for `data`.
+            (pages, unsafe { slice::from_raw_parts(data, count) })
+        };
+        if data.iter().any(|d| d.is_null()) {
+            return XBZRLE_ERR_NULL;
+        }
+        // SAFETY: the caller guarantees each `data[i]` is readable for `data_len` bytes,
+        // which other threads may write (read only through the live page); all are non-null.
+        let live = |d: *const u8| unsafe { LivePage::from_raw_parts(d, data_len) };
+        // SAFETY: the caller guarantees `out` is writable for `out_cap` bytes and overlaps no
+        // page; it is non-null.
+        let out = unsafe { slice::from_raw_parts_mut(out, out_cap) };
+        let batch = pages.iter().copied().zip(data.iter().map(|&d| live(d)));
+        let mut emitted = 0;
+        let result = s.send_pages(batch, out, |page, sent, record| {
+            emitted += 1;
+            let sent = xbzrle_sent::from(sent);
+            // SAFETY: the caller guarantees `emit` may be called with `opaque`; `sent` and
+            // `record` are valid for the call.
+            let stop = unsafe { emit(opaque, page, &sent, record.as_ptr()) };
+            if stop == 0 {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        });
+        if !saved.is_null() {
+            // SAFETY: as above.
+            unsafe { saved.write(emitted) };
+        }
+        match result {
+            Ok(_) => XBZRLE_OK,
+            Err(e) => e.into(),
+        }
     };
     // SAFETY: the caller guarantees `sender` is NULL or a live handle.
     unsafe { with_sender(sender, body) }

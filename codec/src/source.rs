@@ -17,8 +17,8 @@ use core::marker::PhantomData;
 /// with [`read`](PageSource::read), asking for each byte once.
 ///
 /// Implemented for byte slices, arrays and vectors, for [`LivePage`] (memory that other
-/// threads write meanwhile) and, with the `vm-memory` feature, for rust-vmm's
-/// `VolatileSlice`. Other implementations (a VMM's own guest-memory type, a test double that
+/// threads write meanwhile), with the `vm-memory` feature for rust-vmm's `VolatileSlice`,
+/// and for references to any of them. Other implementations (a VMM's own guest-memory type, a test double that
 /// changes the page between reads) only have to copy the bytes asked for: the encoders stay
 /// memory-safe whatever `read` returns, and give consistent results as long as `len` does
 /// not change.
@@ -34,6 +34,57 @@ pub trait PageSource {
     /// Copies the bytes `at..at + dst.len()` of the page into `dst`. Callers keep the range
     /// inside the page; implementations may panic otherwise.
     fn read(&self, at: usize, dst: &mut [u8]);
+
+    /// Asks the CPU to start loading the bytes `at..at + len` (clamped to the page) into its
+    /// caches, because they will be read soon; reads nothing and changes nothing. A batch of
+    /// saves calls it for the next page while it encodes the current one. The provided
+    /// implementation does nothing.
+    fn prefetch(&self, at: usize, len: usize) {
+        let _ = (at, len);
+    }
+}
+
+/// Prefetches the cache lines of `ptr + at ..` `+ len`, clamped to `page_len` bytes from
+/// `ptr`. Only hints: a prefetch instruction never faults and reads nothing observable.
+#[inline(always)]
+fn prefetch_lines(ptr: *const u8, page_len: usize, at: usize, len: usize) {
+    const LINE: usize = 64;
+    let end = page_len.min(at.saturating_add(len));
+    let mut line = at;
+    while line < end {
+        let p = ptr.wrapping_add(line);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SSE is part of x86-64; a prefetch accesses no memory the program can
+        // observe and does not fault, whatever the address.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+        };
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: PRFM is a hint that never faults and writes no register or memory.
+        unsafe {
+            core::arch::asm!("prfm pldl1keep, [{p}]", p = in(reg) p, options(nostack, readonly, preserves_flags))
+        };
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        let _ = p;
+        line += LINE;
+    }
+}
+
+impl<T: PageSource + ?Sized> PageSource for &T {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+
+    #[inline(always)]
+    fn read(&self, at: usize, dst: &mut [u8]) {
+        (**self).read(at, dst);
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, at: usize, len: usize) {
+        (**self).prefetch(at, len);
+    }
 }
 
 impl PageSource for [u8] {
@@ -45,6 +96,11 @@ impl PageSource for [u8] {
     #[inline(always)]
     fn read(&self, at: usize, dst: &mut [u8]) {
         dst.copy_from_slice(&self[at..at + dst.len()]);
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, at: usize, len: usize) {
+        prefetch_lines(self.as_ptr(), self.len(), at, len);
     }
 }
 
@@ -58,6 +114,11 @@ impl<const N: usize> PageSource for [u8; N] {
     fn read(&self, at: usize, dst: &mut [u8]) {
         self.as_slice().read(at, dst);
     }
+
+    #[inline(always)]
+    fn prefetch(&self, at: usize, len: usize) {
+        self.as_slice().prefetch(at, len);
+    }
 }
 
 #[cfg(feature = "alloc")]
@@ -70,6 +131,11 @@ impl PageSource for alloc::vec::Vec<u8> {
     #[inline(always)]
     fn read(&self, at: usize, dst: &mut [u8]) {
         self.as_slice().read(at, dst);
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, at: usize, len: usize) {
+        self.as_slice().prefetch(at, len);
     }
 }
 
@@ -140,6 +206,11 @@ impl PageSource for LivePage<'_> {
         // memory cannot overlap while `dst` is a live `&mut`.
         unsafe { core::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
     }
+
+    #[inline(always)]
+    fn prefetch(&self, at: usize, len: usize) {
+        prefetch_lines(self.ptr, self.len, at, len);
+    }
 }
 
 #[cfg(feature = "vm-memory")]
@@ -161,5 +232,10 @@ impl<B: vm_memory::bitmap::BitmapSlice> PageSource for vm_memory::VolatileSlice<
         // other threads may write (the `LivePage` contract); `guard` keeps them mapped.
         let page = unsafe { LivePage::from_raw_parts(guard.as_ptr(), self.len()) };
         page.read(at, dst);
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, at: usize, len: usize) {
+        prefetch_lines(self.ptr_guard().as_ptr(), self.len(), at, len);
     }
 }

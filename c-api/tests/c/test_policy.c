@@ -927,6 +927,108 @@ static void threaded_migration(void) {
     free(dst);
 }
 
+/* xbzrle_sender_save_pages: the same records as xbzrle_sender_save_page page after page,
+ * a callback that stops the batch, and an error in the middle. */
+struct batch_log {
+    xbzrle_sender *single;
+    uint8_t *ram;
+    uint8_t *single_out;
+    size_t single_cap;
+    size_t emitted;
+    size_t stop_after;
+    int mismatches;
+};
+
+static int batch_emit(void *opaque, uint64_t page, const xbzrle_sent *sent,
+                      const uint8_t *record) {
+    struct batch_log *log = opaque;
+    xbzrle_sent single;
+    log->emitted++;
+    if (log->single) {
+        if (xbzrle_sender_save_page(log->single, page, log->ram + page * PAGE, PAGE,
+                                    log->single_out, log->single_cap, &single) != XBZRLE_OK ||
+            single.action != sent->action || single.raw_reason != sent->raw_reason ||
+            single.record_len != sent->record_len ||
+            memcmp(record, log->single_out, sent->record_len) != 0) {
+            log->mismatches++;
+        }
+    }
+    return log->stop_after != 0 && log->emitted == log->stop_after;
+}
+
+static void save_pages_batch(void) {
+    enum { PAGES = 24 };
+    xbzrle_sender_config c;
+    xbzrle_sender *batch, *single;
+    uint8_t *ram = xmalloc(PAGES * PAGE);
+    const uint8_t *data[PAGES];
+    uint64_t pages[PAGES];
+    size_t cap, saved, i, n;
+    uint8_t *out;
+    struct batch_log log;
+    int pass;
+    xbzrle_sender_config_default(&c);
+    c.cache_bytes = 8 * PAGE;
+    CHECK(xbzrle_sender_new(&c, &batch) == XBZRLE_OK && xbzrle_sender_new(&c, &single) == XBZRLE_OK,
+          "new");
+    cap = xbzrle_sender_max_record_len(batch);
+    out = xmalloc(cap);
+    fill_random(ram, PAGES * PAGE);
+    memset(&log, 0, sizeof log);
+    log.single = single;
+    log.ram = ram;
+    log.single_out = xmalloc(cap);
+    log.single_cap = cap;
+    for (pass = 0; pass < 5; pass++) {
+        xbzrle_sender_start_pass(batch);
+        xbzrle_sender_start_pass(single);
+        for (i = 0, n = 0; i < PAGES; i++) {
+            ram[i * PAGE + (size_t)pass * 7] ^= 0x5a;
+            if ((i + (size_t)pass) % 4 != 0) {
+                pages[n] = i;
+                data[n] = ram + i * PAGE;
+                n++;
+            }
+        }
+        log.emitted = 0;
+        CHECK(xbzrle_sender_save_pages(batch, pages, data, n, PAGE, out, cap, batch_emit, &log,
+                                       &saved) == XBZRLE_OK && saved == n && log.emitted == n,
+              "pass %d: batch of %zu saved %zu", pass, n, saved);
+    }
+    CHECK(log.mismatches == 0, "%d records differ from single saves", log.mismatches);
+
+    /* The callback stops the batch after 3 pages. */
+    log.single = NULL;
+    log.emitted = 0;
+    log.stop_after = 3;
+    CHECK(xbzrle_sender_save_pages(batch, pages, data, PAGES / 2, PAGE, out, cap, batch_emit, &log,
+                                   &saved) == XBZRLE_OK && saved == 3 && log.emitted == 3,
+          "stopped batch saved %zu", saved);
+
+    /* A NULL page in the middle: the pages before it are saved, the error is reported. */
+    log.emitted = 0;
+    log.stop_after = 0;
+    data[2] = NULL;
+    CHECK(xbzrle_sender_save_pages(batch, pages, data, PAGES / 2, PAGE, out, cap, batch_emit, &log,
+                                   &saved) == XBZRLE_ERR_NULL,
+          "NULL page");
+    data[2] = ram;
+    CHECK(xbzrle_sender_save_pages(batch, pages, data, 4, PAGE - 1, out, cap, batch_emit, &log,
+                                   &saved) == XBZRLE_ERR_INVALID_ARGUMENT && saved == 0,
+          "wrong page size: saved %zu", saved);
+    CHECK(xbzrle_sender_save_pages(batch, pages, data, 4, PAGE, out, cap, NULL, &log, &saved) ==
+              XBZRLE_ERR_NULL,
+          "NULL callback");
+    CHECK(xbzrle_sender_save_pages(batch, NULL, NULL, 0, PAGE, out, cap, batch_emit, &log,
+                                   &saved) == XBZRLE_OK && saved == 0,
+          "empty batch");
+    xbzrle_sender_free(batch);
+    xbzrle_sender_free(single);
+    free(out);
+    free(log.single_out);
+    free(ram);
+}
+
 int main(void) {
     xbzrle_sender_config c;
     config_errors();
@@ -935,6 +1037,7 @@ int main(void) {
     end_bulk_stage();
     save_zero_page();
     save_zero_page_errors();
+    save_pages_batch();
 
     xbzrle_sender_config_default(&c);
     c.cache_bytes = 64 * PAGE;

@@ -66,10 +66,11 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
         named.push((
             "sender",
             Method::Sender {
-                sender: Sender::new(config)?,
+                sender: Sender::new(config.clone())?,
                 threads: 1,
             },
         ));
+        named.push(("sender, batch", Method::SenderBatch(Sender::new(config)?)));
         named.push((
             "sender, 2 shards, 1 thread",
             Method::Sender {
@@ -119,7 +120,9 @@ fn print_table(setup: &str, names: &[&str], medians: &[f64], bytes: &[u64], meth
             base.map_or_else(|| "-".to_owned(), |b| format!("{:.2}x", b / medians[i]))
         };
         let misses = match &methods[i] {
-            Method::Sender { sender, .. } => sender.stats().xbzrle_cache.cache_miss.to_string(),
+            Method::Sender { sender, .. } | Method::SenderBatch(sender) => {
+                sender.stats().xbzrle_cache.cache_miss.to_string()
+            }
             Method::Qemu(_) => "-".to_owned(),
         };
         println!(

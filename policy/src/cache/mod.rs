@@ -90,6 +90,13 @@ pub trait PageCache: Send {
     }
     /// Drops the copy of `page`; returns whether there was one. Page data is not written.
     fn remove(&mut self, page: u64) -> bool;
+    /// Asks the CPU to start loading the first `bytes` of the cached copy of `page` (if it is
+    /// cached) into its caches, because it will be used soon: a batch of saves calls it for
+    /// the next page while it encodes the current one. Changes nothing; the provided
+    /// implementation does nothing.
+    fn prefetch(&self, page: u64, bytes: usize) {
+        let _ = (page, bytes);
+    }
     /// Changes the budget to `bytes`, keeping the cached pages that still fit (on a
     /// conflict, the one the replacement rule values most; for the direct-mapped cache the
     /// most recently used, like QEMU).

@@ -1,6 +1,8 @@
 //! What both caches share: their slot state, and the [`PageCache`] operations written once
 //! on top of the one thing that differs, where a page may live.
 
+use xbzrle::PageSource;
+
 use super::PageCache;
 use super::buffer::{PageBuffer, Relayout};
 use crate::error::ConfigError;
@@ -206,5 +208,11 @@ impl<C: Placement> PageCache for C {
 
     fn resize(&mut self, bytes: u64) -> Result<(), ConfigError> {
         self.relayout(bytes)
+    }
+
+    fn prefetch(&self, page: u64, bytes: usize) {
+        if let Some(slot) = self.find(page) {
+            self.slots().pages.page(slot).prefetch(0, bytes);
+        }
     }
 }

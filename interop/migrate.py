@@ -74,6 +74,27 @@ class MigrationThreadSampler(threading.Thread):
             time.sleep(0.02)
 
 
+def steady_state(samples):
+    """QEMU's counters and the migration thread's CPU over the iterative phase after the first
+    XBZRLE pass: from the first sample with dirty-sync-count >= 4 (the bulk pass ends at the
+    second sync, the first XBZRLE pass, whose lookups all miss, at the third) to the last
+    sample while still active. None when that window is shorter than 1 s."""
+    active = [(t, q, ticks) for t, q, ticks in samples if q.get("status") == "active"]
+    start = next((i for i, (_, q, _) in enumerate(active) if q["ram"]["dirty-sync-count"] >= 4), None)
+    if start is None or active[-1][0] - active[start][0] < 1:
+        return None
+    (t0, a, c0), (t1, b, c1) = active[start], active[-1]
+    d = lambda key, sub: b[sub][key] - a[sub][key]
+    miss, hits = d("cache-miss", "xbzrle-cache"), d("pages", "xbzrle-cache")
+    pages = d("normal", "ram") + d("duplicate", "ram") + hits
+    return {"seconds": round(t1 - t0, 3), "syncs": [a["ram"]["dirty-sync-count"], b["ram"]["dirty-sync-count"]],
+            "xbzrle_pages": hits, "cache_miss": miss, "raw_pages": d("normal", "ram"),
+            "zero_pages": d("duplicate", "ram"),
+            "misses_per_lookup": round(miss / (miss + hits), 4) if miss + hits else None,
+            "thread_cpu_s": (c1 - c0) / TICK,
+            "cpu_us_per_page": round((c1 - c0) / TICK * 1e6 / pages, 3) if pages else None}
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -82,7 +103,22 @@ def free_port():
     return port
 
 
-def compare_ram(qs, qd, work):
+def cached_copies(path, pfns):
+    """{pfn: page} from a XBZRLE_PAGE_CACHE_DUMP file, for the given page numbers."""
+    import numpy as np
+    record = np.dtype([("page", "<u8"), ("data", np.uint8, 4096)])
+    if not path or not os.path.exists(path):
+        return {}
+    dump = np.fromfile(path, dtype=record)
+    return {int(p): dump["data"][i] for i, p in enumerate(dump["page"]) if int(p) in pfns}
+
+
+def compare_ram(qs, qd, work, cache_dump=None):
+    """Compares the paused guests' RAM page by page; for each differing page (at most 8) lists
+    the differing bytes and, when the source's page cache was dumped at the end of the
+    migration, whether its copy equals the destination's page (the destination holds what
+    the source believed it had sent: the source's RAM changed without the page being sent
+    again, i.e. its dirty bit was lost) or the source's."""
     import numpy as np
     fs, fd = os.path.join(work, "src-ram.raw"), os.path.join(work, "dst-ram.raw")
     qs.cmd("pmemsave", val=0, size=RAM_BYTES, filename=fs)
@@ -90,10 +126,26 @@ def compare_ram(qs, qd, work):
     a = np.fromfile(fs, dtype=np.uint64).reshape(-1, 512)
     b = np.fromfile(fd, dtype=np.uint64).reshape(-1, 512)
     diff = np.flatnonzero((a != b).any(axis=1))
+    details = []
+    # The source's cache is dumped when the migration is cleaned up, just after it completes.
+    time.sleep(1 if cache_dump and len(diff) else 0)
+    cached = cached_copies(cache_dump, {int(p) for p in diff[:8]})
+    for pfn in diff[:8]:  # which bytes differ: [offset, source value, destination value]
+        x, y = a[pfn].view(np.uint8), b[pfn].view(np.uint8)
+        at = np.flatnonzero(x != y)
+        detail = {"pfn": hex(int(pfn)), "bytes": int(len(at)),
+                  "first": [[int(i), int(x[i]), int(y[i])] for i in at[:16]]}
+        if cache_dump:
+            copy = cached.get(int(pfn))
+            detail["source_cache_copy"] = ("not cached" if copy is None else
+                                           "equals destination" if (copy == y).all() else
+                                           "equals source" if (copy == x).all() else "equals neither")
+        details.append(detail)
+        np.concatenate([x, y]).tofile(os.path.join(work, f"differing-{int(pfn):x}.src+dst"))
     os.unlink(fs)
     os.unlink(fd)
     return {"pages": int(a.shape[0]), "differing_pages": int(len(diff)),
-            "differing_pfns_first": [hex(int(x)) for x in diff[:20]]}
+            "differing_pfns_first": [hex(int(x)) for x in diff[:20]], "differing_bytes": details}
 
 
 def variant(spec, bin_dir):
@@ -143,6 +195,11 @@ def main():
     dst_cmd = qemu_cmd(console=P("dst-console.log"), qmp_sock=P("dst.sock"), **common,
                        extra=FIRMWARE + THREAD_NAMES + ("-incoming", f"tcp:127.0.0.1:{port}", "-S"))
     src_cmd[0], dst_cmd[0] = src_bin, dst_bin
+    cache_dump = P("cache-dump.bin") if src_label == "codec+cache" else None
+    if cache_dump:
+        src_env["XBZRLE_PAGE_CACHE_DUMP"] = cache_dump
+        if os.path.exists(cache_dump):
+            os.unlink(cache_dump)
     trace = P("page-cache-trace.txt") if src_label == "stock-trace" else None
     if trace:
         src_env["XBZRLE_PAGE_CACHE_TRACE"] = trace
@@ -178,9 +235,11 @@ def main():
         t0 = time.monotonic()
         qs.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
         raised = False
+        samples = []  # (seconds, query-migrate, migration-thread ticks) every poll
         while True:
             r = qs.cmd("query-migrate")
             el = time.monotonic() - t0
+            samples.append((round(el, 3), r, sampler.ticks))
             status = r.get("status")
             if status in ("completed", "failed", "cancelled"):
                 break
@@ -219,8 +278,12 @@ def main():
                       "that exited meanwhile (other_threads_exited, name: CPU s); cpu_s_last_sample is the "
                       "migration thread's last 20 ms sample",
         }
+        result["steady_state"] = steady_state(samples)
+        with open(P("progress.jsonl"), "w") as f:
+            for t, q, ticks in samples:
+                f.write(json.dumps({"t": t, "thread_ticks": ticks, "r": q}) + "\n")
         if result["completed"]:
-            result["ram_compare"] = compare_ram(qs, qd, work)
+            result["ram_compare"] = compare_ram(qs, qd, work, cache_dump)
             result["differing_pages"] = result["ram_compare"]["differing_pages"]
             off = os.path.getsize(P("dst-console.log"))
             qd.cmd("cont")

@@ -1,30 +1,37 @@
 #!/usr/bin/env bash
-# Builds Debian's QEMU 7.2 three times over: stock, `codec` (migration/xbzrle.c replaced by
-# libxbzrle) and `codec+cache` (migration/page_cache.c replaced as well), from the source
-# package fetched through apt at run time. No QEMU source is in this repository: what
-# replaces QEMU's files are the shims in interop/shims/, compiled against QEMU's headers.
+# Builds Debian's QEMU 7.2 (qemu-system-x86_64) from the source package, fetched through apt at
+# run time, and makes four binaries from that one build:
+#   stock        Debian's source as is
+#   codec        migration/xbzrle.c replaced by libxbzrle's drop-in codec
+#   codec+cache  migration/page_cache.c replaced as well, by a shim over libxbzrle's page
+#                cache (direct-mapped or set-associative: interop/shims/page_cache.c)
+#   stock-trace  QEMU's own page cache, every decision written to a file (records the trace
+#                that c-api's page-cache tests replay: interop/shims/page_cache_trace.c)
+# No QEMU source is in this repository: what replaces QEMU's files are the project's shims in
+# interop/shims/, compiled against QEMU's headers at build time.
 #
-# usage: interop/qemu-build.sh           build (or reuse) all three binaries, print their paths
-#        interop/qemu-build.sh --check   CI: configure QEMU, compile the shims against its
-#                                        headers, link them with libxbzrle.a and QEMU's own
-#                                        util library, run the shim tests; no emulator build
+# usage: interop/qemu-build.sh           build (or reuse) the binaries, print "NAME PATH" lines
+#        interop/qemu-build.sh --check   (CI) no emulator: compile the shims against QEMU's
+#                                        headers and run interop/shims/check.c, which drives
+#                                        them and QEMU's own page_cache.c and xbzrle.c side by
+#                                        side (linked with QEMU's util library and libxbzrle.a)
 #
 # Environment: XBZRLE_QEMU_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/xbzrle-interop)
-# holds a private apt state (deb-src entries for this machine's suites; the machine's apt
-# configuration is not changed), the unpacked source and QEMU build per source version, the
-# installed libxbzrle, and the binaries:
-#   $XBZRLE_QEMU_CACHE/qemu-VERSION/bin/{stock,codec,codec+cache}/qemu-system-x86_64
-# Run them with `-L /usr/share/seabios -L /usr/share/qemu` (the firmware of Debian's
-# seabios and ipxe-qemu packages; the source package ships none).
+# holds a private apt state (deb-src twins of this machine's Debian entries; the machine's apt
+# configuration is not changed), per source version the unpacked source, the meson build and
+# the binaries ($XBZRLE_QEMU_CACHE/qemu-VERSION/bin/NAME/qemu-system-x86_64), and the
+# installed libxbzrle. Run the binaries with `-L /usr/share/seabios -L /usr/share/qemu`
+# (Debian's seabios and qemu-system-data packages; the source package has no firmware).
 #
 # How the variants are made: QEMU's meson build compiles migration/xbzrle.c and page_cache.c
 # twice (into libcommon, linked as objects, and into libmigration.fa, an archive). The stock
-# emulator is built with ninja; each variant is then linked with ninja's own link command
-# for it, the libcommon objects swapped for the shim objects (compiled with the compile
-# command QEMU uses for those files) and libxbzrle.a placed first in the link group, so the
-# archived copies in libmigration.fa are never pulled in. `-Wl,--trace-symbol` proves it:
-# the script fails unless every replaced symbol is defined by a shim or libxbzrle.a. A
-# change of the library or the shims costs a relink, not a build.
+# emulator is built with ninja (5-15 min on 2 cores, once per source version). Each variant is
+# then linked with ninja's own link command for it, the libcommon objects swapped for the
+# shim objects (compiled with the compile command QEMU uses for the files they replace) and
+# libxbzrle.a placed first in the link group, so that the archived copies in libmigration.fa
+# are never pulled in. ld's --trace-symbol output proves it: the script fails unless every
+# replaced function is defined exactly once, by the intended object. A change of the library
+# or the shims costs a relink (seconds), not a build.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,7 +40,7 @@ mode="${1:-build}"
 case "$mode" in
     build | --check) ;;
     *)
-        sed -n '2,20p' "$0" >&2
+        sed -n '2,/^set -euo pipefail/{/^set/d;p}' "$0" >&2
         exit 2
         ;;
 esac
@@ -258,7 +265,7 @@ check_shims() {
     configure_qemu
     local t0=$SECONDS dir="$work/check"
     # Generated headers (config, QAPI, trace) and QEMU's util library.
-    ninja -C "$build" libcommon.fa.p/migration_page_cache.c.o libqemuutil.a >"$work/ninja-check.log" 2>&1 || {
+    ninja -C "$build" libcommon.fa.p/migration_page_cache.c.o libqemuutil.a libqom.fa >"$work/ninja-check.log" 2>&1 || {
         tail -n 40 "$work/ninja-check.log" >&2
         exit 1
     }
@@ -270,7 +277,7 @@ check_shims() {
         -I"$lib_include" -Werror
     log "linking the shim check"
     (cd "$build" && c++ -o "$dir/check" "$dir/check.o" "$dir/page_cache.o" "$dir/xbzrle.o" \
-        "$dir/qemu_page_cache.o" "$dir/qemu_xbzrle.o" libqemuutil.a "$lib_a" \
+        "$dir/qemu_page_cache.o" "$dir/qemu_xbzrle.o" -Wl,--start-group libqemuutil.a libqom.fa -Wl,--end-group "$lib_a" \
         $(pkg-config --libs glib-2.0 gmodule-2.0) "${lib_private[@]}")
     "$dir/check"
     log "shim check done in $((SECONDS - t0)) s"

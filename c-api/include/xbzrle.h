@@ -211,8 +211,10 @@ typedef enum xbzrle_admission {
  * The differences from QEMU 7.2's `page_cache.c`, none of which QEMU's `ram.c` can see:
  * the budget is rounded down to a power of two of pages (QEMU 7.2 refuses other sizes);
  * addresses must be multiples of the page size (QEMU's always are); an empty slot never
- * counts as holding address UINT64_MAX; and an age within 2 of UINT64_MAX protects its
- * entry for ever (QEMU's sum wraps around).
+ * counts as holding address UINT64_MAX; `xbzrle_page_cache_get` gives NULL for a page that is
+ * not cached (QEMU's `get_cached_data` returns the slot's data whichever page it holds, and
+ * `ram.c` only asks for cached pages); and an age within 2 of UINT64_MAX protects its entry
+ * for ever (QEMU's sum wraps around).
  */
 typedef struct xbzrle_page_cache xbzrle_page_cache;
 

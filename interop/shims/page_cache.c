@@ -11,11 +11,17 @@
  * cache_init reports the choice on stderr. As in QEMU 7.2, the cache size must be at least one
  * page and a power of two of pages.
  *
+ * XBZRLE_PAGE_CACHE_DUMP=FILE: cache_fini first writes every cached page below 4 GiB of
+ * ram_addr space to FILE, as a little-endian u64 page number followed by the page (used by
+ * interop/migrate.py to tell, for a page that differs after a migration, whether the
+ * destination holds what the source's cache says was sent).
+ *
  * Part of the xbzrle project (not QEMU code). SPDX-License-Identifier: MIT OR Apache-2.0
  */
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/qmp/qerror.h"
+#include "qemu/bswap.h"
 #include "qemu/cutils.h"
 #include "qemu/error-report.h"
 #include "qemu/host-utils.h"
@@ -100,9 +106,36 @@ PageCache *cache_init(uint64_t new_size, size_t page_size, Error **errp)
     return cache;
 }
 
+/* Writes the cached pages (see XBZRLE_PAGE_CACHE_DUMP above). */
+static void dump(const PageCache *cache, const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    uint64_t addr;
+
+    if (!f) {
+        error_report("xbzrle page cache: cannot write %s: %s", path, strerror(errno));
+        return;
+    }
+    for (addr = 0; addr < (UINT64_C(1) << 32); addr += cache->page_size) {
+        uint8_t *data = NULL;
+        uint64_t page = cpu_to_le64(addr / cache->page_size);
+
+        if (xbzrle_page_cache_get(cache->cache, addr, &data) == XBZRLE_OK && data) {
+            fwrite(&page, sizeof(page), 1, f);
+            fwrite(data, 1, cache->page_size, f);
+        }
+    }
+    fclose(f);
+}
+
 void cache_fini(PageCache *cache)
 {
+    const char *path = getenv("XBZRLE_PAGE_CACHE_DUMP");
+
     g_assert(cache);
+    if (path) {
+        dump(cache, path);
+    }
     xbzrle_page_cache_free(cache->cache);
     g_free(cache);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """usage: migrate.py --bin-dir DIR --workload dirty1024|kvstore --source SRC --destination DST
                   --out RESULT.json [--work DIR] [--tools DIR] [--guest DIR]
-                  [--converge-after 20] [--converge-downtime 2000] [--timeout 150]
+                  [--downtime-limit 300] [--converge-after 20] [--converge-downtime 2000]
+                  [--timeout 150]
 
 One live migration of a running TCG guest between two QEMU binaries over TCP on 127.0.0.1:
 SRC and DST are `stock`, `codec`, `codec+cache` (page cache in set-associative mode),
@@ -170,6 +171,9 @@ def main():
     ap.add_argument("--work", default=None, help="scratch folder (consoles, logs)")
     ap.add_argument("--tools", default=os.path.join(SHARED, "tools", "guest"))
     ap.add_argument("--guest", default=os.path.join(SHARED, "qemu-streams", "guest"))
+    ap.add_argument("--downtime-limit", type=int, default=300,
+                    help="initial downtime limit in ms (1 keeps a migration iterating until "
+                         "--converge-after, for long steady-state measurements)")
     ap.add_argument("--converge-after", type=float, default=20)
     ap.add_argument("--converge-downtime", type=int, default=2000)
     ap.add_argument("--timeout", type=float, default=150)
@@ -207,7 +211,8 @@ def main():
     result = {"source": src_label, "destination": dst_label, "workload": a.workload,
               "source_page_cache": src_cache, "qemu_version": version,
               "wlargs": WLARGS[a.workload],
-              "settings": {"xbzrle-cache-size": 32 << 20, "max-bandwidth": 32 << 20, "downtime-limit": 300,
+              "settings": {"xbzrle-cache-size": 32 << 20, "max-bandwidth": 32 << 20,
+                           "downtime-limit": a.downtime_limit,
                            "converge_after_s": a.converge_after, "converge_downtime_ms": a.converge_downtime},
               "src_env": src_env, "dst_env": dst_env,
               "src_cmd": shlex.join(src_cmd), "dst_cmd": shlex.join(dst_cmd), "actions": []}

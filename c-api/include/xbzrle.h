@@ -204,6 +204,21 @@ typedef enum xbzrle_admission {
 } xbzrle_admission;
 
 /**
+ * An opaque page cache with the semantics of QEMU's `migration/page_cache.h`: direct-mapped
+ * (QEMU's decisions exactly) or set-associative. Create with `xbzrle_page_cache_new`,
+ * destroy with `xbzrle_page_cache_free`.
+ *
+ * The differences from QEMU 7.2's `page_cache.c`, none of which QEMU's `ram.c` can see:
+ * the budget is rounded down to a power of two of pages (QEMU 7.2 refuses other sizes);
+ * addresses must be multiples of the page size (QEMU's always are); an empty slot never
+ * counts as holding address UINT64_MAX; `xbzrle_page_cache_get` gives NULL for a page that is
+ * not cached (QEMU's `get_cached_data` returns the slot's data whichever page it holds, and
+ * `ram.c` only asks for cached pages); and an age within 2 of UINT64_MAX protects its entry
+ * for ever (QEMU's sum wraps around).
+ */
+typedef struct xbzrle_page_cache xbzrle_page_cache;
+
+/**
  * An opaque receiver: applies the sender's records to destination pages. Stateless apart
  * from the page size. Create with `xbzrle_receiver_new`, destroy with
  * `xbzrle_receiver_free`.
@@ -215,6 +230,63 @@ typedef struct xbzrle_receiver xbzrle_receiver;
  * Create with `xbzrle_sender_new`, destroy with `xbzrle_sender_free`.
  */
 typedef struct xbzrle_sender xbzrle_sender;
+
+/**
+ * Page-cache configuration. Fill it with `xbzrle_page_cache_config_default`, then change
+ * fields. Enumerated fields are `uint32_t` holding the values of the named enums.
+ */
+typedef struct xbzrle_page_cache_config {
+    /**
+     * Page size in bytes (1 ..= UINT32_MAX, and at most PTRDIFF_MAX; default 4096).
+     */
+    size_t page_size;
+    /**
+     * Page-data budget in bytes: one page ..= PTRDIFF_MAX (default 64 MiB, QEMU's). The
+     * slot count is the largest power of two of pages that fits (set-associative: of
+     * sets, times the ways). Page data is allocated at the first insertion.
+     */
+    uint64_t cache_bytes;
+    /**
+     * An `xbzrle_cache_kind` (default `XBZRLE_CACHE_DIRECT_MAPPED`, QEMU's cache).
+     */
+    uint32_t cache_kind;
+    /**
+     * Entries per set for `XBZRLE_CACHE_SET_ASSOCIATIVE` (at least 1; default 16; ignored
+     * otherwise).
+     */
+    uint32_t ways;
+    /**
+     * An `xbzrle_replacement` for `XBZRLE_CACHE_SET_ASSOCIATIVE` (default
+     * `XBZRLE_REPLACEMENT_FREQUENCY`; ignored otherwise).
+     */
+    uint32_t replacement;
+} xbzrle_page_cache_config;
+
+/**
+ * What a page cache holds (`xbzrle_page_cache_get_info`).
+ */
+typedef struct xbzrle_page_cache_info {
+    /**
+     * Page size in bytes.
+     */
+    size_t page_size;
+    /**
+     * The configured budget in bytes.
+     */
+    uint64_t cache_bytes;
+    /**
+     * Pages the cache can hold.
+     */
+    size_t capacity;
+    /**
+     * Pages cached now.
+     */
+    size_t pages;
+    /**
+     * Bytes of page data allocated (0 before the first insertion, then `capacity` pages).
+     */
+    size_t allocated_bytes;
+} xbzrle_page_cache_info;
 
 /**
  * Sender configuration. Fill it with `xbzrle_sender_config_default`, then change fields.
@@ -550,6 +622,111 @@ const char *xbzrle_version_string(void);
  * `XBZRLE_VERSION_NUMBER` from the header. Thread-safe.
  */
 uint32_t xbzrle_version_number(void);
+
+/**
+ * Fills `*config` with the defaults: 4096-byte pages, a 64 MiB direct-mapped cache (QEMU's
+ * setup); 16 ways and FREQUENCY replacement for when `cache_kind` is changed to
+ * `XBZRLE_CACHE_SET_ASSOCIATIVE`. Errors: `XBZRLE_ERR_NULL`. Thread-safe.
+ *
+ * # Safety
+ * `config` must be NULL or valid for a write of one `xbzrle_page_cache_config`.
+ */
+enum xbzrle_status xbzrle_page_cache_config_default(struct xbzrle_page_cache_config *config);
+
+/**
+ * Creates an empty page cache (QEMU's `cache_init`). Its metadata is allocated now, its
+ * page data at the first insertion. On `XBZRLE_OK`, `*out` is a new handle the caller owns
+ * and must release with `xbzrle_page_cache_free`; on error `*out` is NULL. Errors:
+ * `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (page size 0 or above UINT32_MAX, a
+ * budget below one page or above PTRDIFF_MAX, an unknown kind or replacement, 0 ways),
+ * `XBZRLE_ERR_NO_MEMORY`. Thread-safe.
+ *
+ * # Safety
+ * `config` must be NULL or point to a readable `xbzrle_page_cache_config`; `out` NULL or
+ * valid for a write of one pointer.
+ */
+enum xbzrle_status xbzrle_page_cache_new(const struct xbzrle_page_cache_config *config,
+                                         struct xbzrle_page_cache **out);
+
+/**
+ * Destroys a page cache and its page data (QEMU's `cache_fini`); every pointer from
+ * `xbzrle_page_cache_get` or `xbzrle_page_cache_insert` becomes invalid. NULL does nothing.
+ *
+ * # Safety
+ * `cache` must be NULL or a handle from `xbzrle_page_cache_new` not yet freed, with no
+ * other call on it running.
+ */
+void xbzrle_page_cache_free(struct xbzrle_page_cache *cache);
+
+/**
+ * Looks up the page at guest address `addr` (QEMU's `cache_is_cached`): `*cached` becomes 1
+ * when it is cached, and then its age becomes `current_age`; 0 otherwise. Errors:
+ * `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (`addr` not a multiple of the page
+ * size), `XBZRLE_ERR_POISONED`.
+ *
+ * Not thread-safe: calls on one cache must not overlap (QEMU holds its XBZRLE lock).
+ *
+ * # Safety
+ * `cache` must be NULL or a live handle; `cached` NULL or valid for a write of one `int`.
+ */
+enum xbzrle_status xbzrle_page_cache_is_cached(struct xbzrle_page_cache *cache,
+                                               uint64_t addr,
+                                               uint64_t current_age,
+                                               int32_t *cached);
+
+/**
+ * The cached copy of the page at guest address `addr` (QEMU's `get_cached_data`), without
+ * touching its age: `*data` points to its page-size bytes, or is NULL when the page is not
+ * cached. The caller may read and write the copy (QEMU refreshes it after encoding) until
+ * the entry is replaced by another page or the cache is freed. Errors: `XBZRLE_ERR_NULL`,
+ * `XBZRLE_ERR_INVALID_ARGUMENT` (`addr` not a multiple of the page size),
+ * `XBZRLE_ERR_POISONED`.
+ *
+ * Not thread-safe: calls on one cache must not overlap, nor any use of a copy with a call
+ * that could replace it.
+ *
+ * # Safety
+ * `cache` must be NULL or a live handle; `data` NULL or valid for a write of one pointer.
+ */
+enum xbzrle_status xbzrle_page_cache_get(struct xbzrle_page_cache *cache,
+                                         uint64_t addr,
+                                         uint8_t **data);
+
+/**
+ * Stores the `len` bytes at `page` (one page) as the copy of the page at guest address
+ * `addr`, with age `current_age` (QEMU's `cache_insert`). A copy of the same address is
+ * overwritten. Otherwise the direct-mapped cache refuses when the page's slot holds another
+ * page whose age + 2 > `current_age` (QEMU's CACHED_PAGE_LIFETIME); the set-associative
+ * cache refuses when its replacement rule finds no victim in the page's set. `*copy` is
+ * the cached copy on success (as `xbzrle_page_cache_get` would return), NULL when the page
+ * was not stored (also when its page data could not be allocated: the page is then simply
+ * not cached, as in QEMU). Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (`len`
+ * is not the page size, `addr` not a multiple of it), `XBZRLE_ERR_POISONED`.
+ *
+ * Not thread-safe: calls on one cache must not overlap.
+ *
+ * # Safety
+ * `cache` must be NULL or a live handle; `page` NULL or readable for `len` bytes and not
+ * inside this cache's page data; `copy` NULL or valid for a write of one pointer.
+ */
+enum xbzrle_status xbzrle_page_cache_insert(struct xbzrle_page_cache *cache,
+                                            uint64_t addr,
+                                            const uint8_t *page,
+                                            size_t len,
+                                            uint64_t current_age,
+                                            uint8_t **copy);
+
+/**
+ * Fills `*info` with the cache's page size, budget, capacity, cached pages and allocated
+ * page data. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_POISONED`. Not thread-safe (see
+ * `xbzrle_page_cache_is_cached`).
+ *
+ * # Safety
+ * `cache` must be NULL or a live handle; `info` NULL or valid for a write of one
+ * `xbzrle_page_cache_info`.
+ */
+enum xbzrle_status xbzrle_page_cache_get_info(struct xbzrle_page_cache *cache,
+                                              struct xbzrle_page_cache_info *info);
 
 /**
  * Creates a receiver for pages of `page_size` bytes (1 ..= UINT32_MAX, and at most

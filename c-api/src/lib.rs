@@ -6,11 +6,13 @@
 
 mod codec;
 mod guard;
+mod page_cache;
 mod receiver;
 mod sender;
 mod status;
 
 pub use codec::*;
+pub use page_cache::*;
 pub use receiver::*;
 pub use sender::*;
 pub use status::{xbzrle_status, xbzrle_strerror};

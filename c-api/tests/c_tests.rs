@@ -80,6 +80,12 @@ fn c_race_tests_pass() {
 }
 
 #[test]
+fn c_page_cache_tests_pass() {
+    let exe = build("test_page_cache", &["tests/c/test_page_cache.c"], false);
+    run(&exe, &[]);
+}
+
+#[test]
 fn migrate_example_ends_with_identical_memory() {
     let exe = build("migrate", &["examples/migrate.c"], false);
     run(&exe, &[]);

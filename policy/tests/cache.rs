@@ -247,3 +247,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn get_mut_writes_the_copy_without_touching_its_age_and_the_copy_stays_put() {
+    for kind in all_kinds() {
+        let mut c = kind.build(PAGE, 8 * PAGE as u64).unwrap();
+        assert!(c.get_mut(1).is_none(), "{kind:?}: nothing cached yet");
+        assert!(c.insert(1, &page(1), 3));
+        let copy = c.get_mut(1).expect("cached");
+        copy.fill(9);
+        let address = copy.as_ptr();
+        assert_eq!(c.get(1), Some(&page(9)[..]), "{kind:?}");
+        assert_eq!(c.age(1), Some(3), "{kind:?}: get_mut is not a use");
+        // Other pages come (and may evict each other) while page 1 stays in use: its copy
+        // does not move.
+        for p in 2..=7 {
+            assert!(c.hit(1, 3).is_some(), "{kind:?}: page 1 stays cached");
+            c.insert(p, &page(p as u8), 3);
+            assert_eq!(c.get_mut(1).map(|d| d.as_ptr()), Some(address), "{kind:?}");
+        }
+        assert!(c.get_mut(1000).is_none(), "{kind:?}");
+    }
+}

@@ -61,6 +61,15 @@ pub trait PageCache: Send {
     }
     /// The cached copy of `page`, without touching its age.
     fn get(&self, page: u64) -> Option<&[u8]>;
+    /// The cached copy of `page` for writing, without touching its age (QEMU's
+    /// `get_cached_data`, through which QEMU refreshes a copy after encoding). The caller
+    /// must leave it equal to what the receiver holds.
+    ///
+    /// Where the copy lives: the page data of a cache is one allocation, made at the first
+    /// insertion and moved only by [`Self::resize`], so the copy's address stays the same
+    /// until a resize or the cache's drop; its content is replaced when its slot is given
+    /// to another page.
+    fn get_mut(&mut self, page: u64) -> Option<&mut [u8]>;
     /// The generation in which `page` was last used, if cached.
     fn age(&self, page: u64) -> Option<u64>;
     /// Looks `page` up; on a hit its age becomes `generation` and its copy is returned for

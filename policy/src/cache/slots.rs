@@ -174,6 +174,12 @@ impl<C: Placement> PageCache for C {
         self.find(page).map(|s| self.slots().pages.page(s))
     }
 
+    fn get_mut(&mut self, page: u64) -> Option<&mut [u8]> {
+        let slot = self.find(page)?;
+        // A valid entry implies the buffer is allocated, so this is always `Some`.
+        self.slots_mut().pages.page_mut(slot)
+    }
+
     fn age(&self, page: u64) -> Option<u64> {
         self.find(page).map(|s| self.slots().entries[s].tag().age)
     }

@@ -1,0 +1,388 @@
+//! The page cache in C, with the semantics of QEMU's `migration/page_cache.h`: the object a
+//! replacement for QEMU's `page_cache.c` is a thin layer over.
+//!
+//! Keys are guest addresses, as in QEMU (a multiple of the page size; page number = address
+//! / page size). Ages are QEMU's dirty-sync counts.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::{ptr, slice};
+
+use xbzrle_policy::{CacheKind, ConfigError, PageCache, Replacement};
+
+use super::guard::guard;
+use super::sender::{xbzrle_cache_kind, xbzrle_replacement};
+use super::status::xbzrle_status::{self, *};
+
+/// Page-cache configuration. Fill it with `xbzrle_page_cache_config_default`, then change
+/// fields. Enumerated fields are `uint32_t` holding the values of the named enums.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct xbzrle_page_cache_config {
+    /// Page size in bytes (1 ..= UINT32_MAX, and at most PTRDIFF_MAX; default 4096).
+    pub page_size: usize,
+    /// Page-data budget in bytes: one page ..= PTRDIFF_MAX (default 64 MiB, QEMU's). The
+    /// slot count is the largest power of two of pages that fits (set-associative: of
+    /// sets, times the ways). Page data is allocated at the first insertion.
+    pub cache_bytes: u64,
+    /// An `xbzrle_cache_kind` (default `XBZRLE_CACHE_DIRECT_MAPPED`, QEMU's cache).
+    pub cache_kind: u32,
+    /// Entries per set for `XBZRLE_CACHE_SET_ASSOCIATIVE` (at least 1; default 16; ignored
+    /// otherwise).
+    pub ways: u32,
+    /// An `xbzrle_replacement` for `XBZRLE_CACHE_SET_ASSOCIATIVE` (default
+    /// `XBZRLE_REPLACEMENT_FREQUENCY`; ignored otherwise).
+    pub replacement: u32,
+}
+
+/// What a page cache holds (`xbzrle_page_cache_get_info`).
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct xbzrle_page_cache_info {
+    /// Page size in bytes.
+    pub page_size: usize,
+    /// The configured budget in bytes.
+    pub cache_bytes: u64,
+    /// Pages the cache can hold.
+    pub capacity: usize,
+    /// Pages cached now.
+    pub pages: usize,
+    /// Bytes of page data allocated (0 before the first insertion, then `capacity` pages).
+    pub allocated_bytes: usize,
+}
+
+/// An opaque page cache with the semantics of QEMU's `migration/page_cache.h`: direct-mapped
+/// (QEMU's decisions exactly) or set-associative. Create with `xbzrle_page_cache_new`,
+/// destroy with `xbzrle_page_cache_free`.
+///
+/// The differences from QEMU 7.2's `page_cache.c`, none of which QEMU's `ram.c` can see:
+/// the budget is rounded down to a power of two of pages (QEMU 7.2 refuses other sizes);
+/// addresses must be multiples of the page size (QEMU's always are); an empty slot never
+/// counts as holding address UINT64_MAX; `xbzrle_page_cache_get` gives NULL for a page that is
+/// not cached (QEMU's `get_cached_data` returns the slot's data whichever page it holds, and
+/// `ram.c` only asks for cached pages); and an age within 2 of UINT64_MAX protects its entry
+/// for ever (QEMU's sum wraps around).
+#[allow(non_camel_case_types)]
+pub struct xbzrle_page_cache {
+    cache: Box<dyn PageCache>,
+    /// Set when a panic was caught during a call: the cache may be inconsistent.
+    poisoned: bool,
+}
+
+/// The policy crate's cache organisation for the C enumerations.
+fn cache_kind(kind: u32, ways: u32, replacement: u32) -> Result<CacheKind, xbzrle_status> {
+    use xbzrle_cache_kind::*;
+    use xbzrle_replacement::*;
+    let is = |value: u32, variant: i64| i64::from(value) == variant;
+    if is(kind, XBZRLE_CACHE_DIRECT_MAPPED as i64) {
+        return Ok(CacheKind::DirectMapped);
+    }
+    if !is(kind, XBZRLE_CACHE_SET_ASSOCIATIVE as i64) {
+        return Err(XBZRLE_ERR_INVALID_ARGUMENT);
+    }
+    let replacement = [
+        (XBZRLE_REPLACEMENT_LRU, Replacement::Lru),
+        (XBZRLE_REPLACEMENT_LIFETIME, Replacement::Lifetime),
+        (XBZRLE_REPLACEMENT_FREQUENCY, Replacement::Frequency),
+    ]
+    .into_iter()
+    .find(|(v, _)| is(replacement, *v as i64))
+    .map(|(_, r)| r)
+    .ok_or(XBZRLE_ERR_INVALID_ARGUMENT)?;
+    Ok(CacheKind::SetAssociative {
+        ways: usize::try_from(ways).map_err(|_| XBZRLE_ERR_INVALID_ARGUMENT)?,
+        replacement,
+    })
+}
+
+impl xbzrle_page_cache {
+    fn new(c: &xbzrle_page_cache_config) -> Result<Self, xbzrle_status> {
+        let kind = cache_kind(c.cache_kind, c.ways, c.replacement)?;
+        if c.cache_bytes < c.page_size as u64 || isize::try_from(c.cache_bytes).is_err() {
+            return Err(XBZRLE_ERR_INVALID_ARGUMENT);
+        }
+        let cache = kind
+            .build(c.page_size, c.cache_bytes)
+            .map_err(|e| match e {
+                ConfigError::OutOfMemory { .. } => XBZRLE_ERR_NO_MEMORY,
+                _ => XBZRLE_ERR_INVALID_ARGUMENT,
+            })?;
+        Ok(Self {
+            cache,
+            poisoned: false,
+        })
+    }
+
+    /// The page number of `addr`, which must be a multiple of the page size.
+    fn page(&self, addr: u64) -> Result<u64, xbzrle_status> {
+        let size = self.cache.page_size() as u64;
+        if addr.is_multiple_of(size) {
+            Ok(addr / size)
+        } else {
+            Err(XBZRLE_ERR_INVALID_ARGUMENT)
+        }
+    }
+}
+
+/// Runs `body` on the live cache behind `cache`: `XBZRLE_ERR_NULL` for NULL,
+/// `XBZRLE_ERR_POISONED` after an earlier caught panic; a panic in `body` poisons the cache
+/// and gives `XBZRLE_ERR_PANIC`.
+///
+/// # Safety
+/// `cache` must be NULL or a live handle with no other call on it running.
+unsafe fn with_cache(
+    cache: *mut xbzrle_page_cache,
+    body: impl FnOnce(&mut xbzrle_page_cache) -> Result<(), xbzrle_status>,
+) -> xbzrle_status {
+    // SAFETY: the caller guarantees `cache` is NULL or a live, unshared handle.
+    let Some(cache) = (unsafe { cache.as_mut() }) else {
+        return XBZRLE_ERR_NULL;
+    };
+    if cache.poisoned {
+        return XBZRLE_ERR_POISONED;
+    }
+    match catch_unwind(AssertUnwindSafe(|| body(&mut *cache))) {
+        Ok(Ok(())) => XBZRLE_OK,
+        Ok(Err(e)) => e,
+        Err(_) => {
+            cache.poisoned = true;
+            XBZRLE_ERR_PANIC
+        }
+    }
+}
+
+/// Fills `*config` with the defaults: 4096-byte pages, a 64 MiB direct-mapped cache (QEMU's
+/// setup); 16 ways and FREQUENCY replacement for when `cache_kind` is changed to
+/// `XBZRLE_CACHE_SET_ASSOCIATIVE`. Errors: `XBZRLE_ERR_NULL`. Thread-safe.
+///
+/// # Safety
+/// `config` must be NULL or valid for a write of one `xbzrle_page_cache_config`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_page_cache_config_default(
+    config: *mut xbzrle_page_cache_config,
+) -> xbzrle_status {
+    guard(XBZRLE_ERR_PANIC, || {
+        if config.is_null() {
+            return XBZRLE_ERR_NULL;
+        }
+        let defaults = xbzrle_page_cache_config {
+            page_size: 4096,
+            cache_bytes: 64 << 20,
+            cache_kind: xbzrle_cache_kind::XBZRLE_CACHE_DIRECT_MAPPED as u32,
+            ways: 16,
+            replacement: xbzrle_replacement::XBZRLE_REPLACEMENT_FREQUENCY as u32,
+        };
+        // SAFETY: non-null, and the caller guarantees it is writable.
+        unsafe { config.write(defaults) };
+        XBZRLE_OK
+    })
+}
+
+/// Creates an empty page cache (QEMU's `cache_init`). Its metadata is allocated now, its
+/// page data at the first insertion. On `XBZRLE_OK`, `*out` is a new handle the caller owns
+/// and must release with `xbzrle_page_cache_free`; on error `*out` is NULL. Errors:
+/// `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (page size 0 or above UINT32_MAX, a
+/// budget below one page or above PTRDIFF_MAX, an unknown kind or replacement, 0 ways),
+/// `XBZRLE_ERR_NO_MEMORY`. Thread-safe.
+///
+/// # Safety
+/// `config` must be NULL or point to a readable `xbzrle_page_cache_config`; `out` NULL or
+/// valid for a write of one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_page_cache_new(
+    config: *const xbzrle_page_cache_config,
+    out: *mut *mut xbzrle_page_cache,
+) -> xbzrle_status {
+    guard(XBZRLE_ERR_PANIC, || {
+        if out.is_null() {
+            return XBZRLE_ERR_NULL;
+        }
+        // SAFETY: the caller guarantees `config` is NULL or readable.
+        let created = match unsafe { config.as_ref() } {
+            None => Err(XBZRLE_ERR_NULL),
+            Some(c) => xbzrle_page_cache::new(c),
+        };
+        let (handle, status) = match created {
+            Ok(cache) => (Box::into_raw(Box::new(cache)), XBZRLE_OK),
+            Err(e) => (ptr::null_mut(), e),
+        };
+        // SAFETY: `out` is non-null and the caller guarantees it is writable.
+        unsafe { out.write(handle) };
+        status
+    })
+}
+
+/// Destroys a page cache and its page data (QEMU's `cache_fini`); every pointer from
+/// `xbzrle_page_cache_get` or `xbzrle_page_cache_insert` becomes invalid. NULL does nothing.
+///
+/// # Safety
+/// `cache` must be NULL or a handle from `xbzrle_page_cache_new` not yet freed, with no
+/// other call on it running.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_page_cache_free(cache: *mut xbzrle_page_cache) {
+    guard((), || {
+        if !cache.is_null() {
+            // SAFETY: the caller guarantees `cache` came from `Box::into_raw` in
+            // `xbzrle_page_cache_new` and is freed once, with no other use outstanding.
+            drop(unsafe { Box::from_raw(cache) });
+        }
+    })
+}
+
+/// Looks up the page at guest address `addr` (QEMU's `cache_is_cached`): `*cached` becomes 1
+/// when it is cached, and then its age becomes `current_age`; 0 otherwise. Errors:
+/// `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (`addr` not a multiple of the page
+/// size), `XBZRLE_ERR_POISONED`.
+///
+/// Not thread-safe: calls on one cache must not overlap (QEMU holds its XBZRLE lock).
+///
+/// # Safety
+/// `cache` must be NULL or a live handle; `cached` NULL or valid for a write of one `int`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_page_cache_is_cached(
+    cache: *mut xbzrle_page_cache,
+    addr: u64,
+    current_age: u64,
+    cached: *mut i32,
+) -> xbzrle_status {
+    guard(XBZRLE_ERR_PANIC, || {
+        if cached.is_null() {
+            return XBZRLE_ERR_NULL;
+        }
+        let lookup = |c: &mut xbzrle_page_cache| {
+            let hit = c.cache.hit(c.page(addr)?, current_age).is_some();
+            // SAFETY: non-null, and the caller guarantees it is writable.
+            unsafe { cached.write(i32::from(hit)) };
+            Ok(())
+        };
+        // SAFETY: forwarded contract.
+        unsafe { with_cache(cache, lookup) }
+    })
+}
+
+/// The cached copy of the page at guest address `addr` (QEMU's `get_cached_data`), without
+/// touching its age: `*data` points to its page-size bytes, or is NULL when the page is not
+/// cached. The caller may read and write the copy (QEMU refreshes it after encoding) until
+/// the entry is replaced by another page or the cache is freed. Errors: `XBZRLE_ERR_NULL`,
+/// `XBZRLE_ERR_INVALID_ARGUMENT` (`addr` not a multiple of the page size),
+/// `XBZRLE_ERR_POISONED`.
+///
+/// Not thread-safe: calls on one cache must not overlap, nor any use of a copy with a call
+/// that could replace it.
+///
+/// # Safety
+/// `cache` must be NULL or a live handle; `data` NULL or valid for a write of one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_page_cache_get(
+    cache: *mut xbzrle_page_cache,
+    addr: u64,
+    data: *mut *mut u8,
+) -> xbzrle_status {
+    guard(XBZRLE_ERR_PANIC, || {
+        if data.is_null() {
+            return XBZRLE_ERR_NULL;
+        }
+        let get = |c: &mut xbzrle_page_cache| {
+            let page = c.page(addr)?;
+            let copy = c
+                .cache
+                .get_mut(page)
+                .map_or(ptr::null_mut(), <[u8]>::as_mut_ptr);
+            // SAFETY: non-null, and the caller guarantees it is writable.
+            unsafe { data.write(copy) };
+            Ok(())
+        };
+        // SAFETY: forwarded contract.
+        unsafe { with_cache(cache, get) }
+    })
+}
+
+/// Stores the `len` bytes at `page` (one page) as the copy of the page at guest address
+/// `addr`, with age `current_age` (QEMU's `cache_insert`). A copy of the same address is
+/// overwritten. Otherwise the direct-mapped cache refuses when the page's slot holds another
+/// page whose age + 2 > `current_age` (QEMU's CACHED_PAGE_LIFETIME); the set-associative
+/// cache refuses when its replacement rule finds no victim in the page's set. `*copy` is
+/// the cached copy on success (as `xbzrle_page_cache_get` would return), NULL when the page
+/// was not stored (also when its page data could not be allocated: the page is then simply
+/// not cached, as in QEMU). Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (`len`
+/// is not the page size, `addr` not a multiple of it), `XBZRLE_ERR_POISONED`.
+///
+/// Not thread-safe: calls on one cache must not overlap.
+///
+/// # Safety
+/// `cache` must be NULL or a live handle; `page` NULL or readable for `len` bytes and not
+/// inside this cache's page data; `copy` NULL or valid for a write of one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_page_cache_insert(
+    cache: *mut xbzrle_page_cache,
+    addr: u64,
+    page: *const u8,
+    len: usize,
+    current_age: u64,
+    copy: *mut *mut u8,
+) -> xbzrle_status {
+    guard(XBZRLE_ERR_PANIC, || {
+        if page.is_null() || copy.is_null() {
+            return XBZRLE_ERR_NULL;
+        }
+        let insert = |c: &mut xbzrle_page_cache| {
+            let number = c.page(addr)?;
+            if len != c.cache.page_size() {
+                return Err(XBZRLE_ERR_INVALID_ARGUMENT);
+            }
+            // SAFETY: non-null, and the caller guarantees `page` is readable for `len` bytes
+            // and does not overlap the cache's page data (written below).
+            let bytes = unsafe { slice::from_raw_parts(page, len) };
+            let cached = if c.cache.insert(number, bytes, current_age) {
+                c.cache
+                    .get_mut(number)
+                    .map_or(ptr::null_mut(), <[u8]>::as_mut_ptr)
+            } else {
+                ptr::null_mut()
+            };
+            // SAFETY: non-null, and the caller guarantees it is writable.
+            unsafe { copy.write(cached) };
+            Ok(())
+        };
+        // SAFETY: forwarded contract.
+        unsafe { with_cache(cache, insert) }
+    })
+}
+
+/// Fills `*info` with the cache's page size, budget, capacity, cached pages and allocated
+/// page data. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_POISONED`. Not thread-safe (see
+/// `xbzrle_page_cache_is_cached`).
+///
+/// # Safety
+/// `cache` must be NULL or a live handle; `info` NULL or valid for a write of one
+/// `xbzrle_page_cache_info`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xbzrle_page_cache_get_info(
+    cache: *mut xbzrle_page_cache,
+    info: *mut xbzrle_page_cache_info,
+) -> xbzrle_status {
+    guard(XBZRLE_ERR_PANIC, || {
+        if info.is_null() {
+            return XBZRLE_ERR_NULL;
+        }
+        let describe = |c: &mut xbzrle_page_cache| {
+            let cache = &c.cache;
+            let value = xbzrle_page_cache_info {
+                page_size: cache.page_size(),
+                cache_bytes: cache.configured_bytes(),
+                capacity: cache.capacity(),
+                pages: cache.len(),
+                allocated_bytes: cache.allocated_bytes(),
+            };
+            // SAFETY: non-null, and the caller guarantees it is writable.
+            unsafe { info.write(value) };
+            Ok(())
+        };
+        // SAFETY: forwarded contract.
+        unsafe { with_cache(cache, describe) }
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -16,6 +16,9 @@
 //! record is written by the sender into a wire buffer and parsed back and applied by the
 //! receiver to the destination's own lazily allocated RAM, which is compared page by page
 //! with the source at the end.
+//!
+//! [`settings`] holds what a run is given, [`result`] what each policy's run produces,
+//! [`report`] turns the results into the table and the JSON, [`plot`] into the SVG.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -30,11 +33,14 @@ mod guest;
 mod memory;
 mod plot;
 mod report;
+mod result;
+mod settings;
 
 use crate::policy;
-use engine::{PolicyResult, Rule, Settings};
 use guest::{DocConfig, DocGuest, Guest, ZipfConfig, ZipfGuest};
 use report::{Report, WorkloadInfo};
+use result::PolicyResult;
+use settings::{Rule, Settings};
 
 /// Page size of the simulated guests (x86-64).
 const PAGE_SIZE: usize = 4096;

@@ -24,7 +24,7 @@ use xbzrle_workloads::patterns::{PAGE_SIZE, PageSet, Pattern};
 #[command(after_help = "\
 Examples:
   xbzrle bench --quick
-  xbzrle bench --snapshots ../shared/guest-ram/kvstore --json bench.json
+  xbzrle bench --snapshots guest-ram/kvstore --json bench.json
   xbzrle bench --pipeline --ram 512M --dirty 128M --cache-size 256M")]
 pub(crate) struct BenchArgs {
     /// Short run (about 10 s): fewer repetitions and shorter batches.
@@ -34,7 +34,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Add real page pairs: the pages that changed between the first two snapshots in DIR
-    /// (`snap-NN.raw` or the compressed form of `shared/guest-ram/*`).
+    /// (`snap-NN.raw`, or the zstd delta chain of the recorded guest-RAM snapshots).
     #[arg(long, value_name = "DIR")]
     snapshots: Option<PathBuf>,
     /// Page pairs each synthetic case cycles over: 1 is one hot pair (in L1); 1024 is

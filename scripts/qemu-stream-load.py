@@ -2,11 +2,12 @@
 """usage: qemu-stream-load.py PARAMS_JSON GUEST_DIR STREAM RAM_OUT [--timeout SECONDS]
 
 Loads a migration stream into a paused destination QEMU and saves its guest RAM:
-runs the destination command line `dst_cmd` of PARAMS_JSON (a recording of
-shared/qemu-streams: `-incoming "exec:cat NAME.stream" -S`, console, QMP socket and trace
-under NAME/, kernel and initrd under guest/) in a scratch folder laid out as it expects
-(guest/ -> GUEST_DIR, NAME.stream -> STREAM), polls QMP `query-migrate` until the incoming
-migration is `completed`, then `pmemsave`s guest RAM [0, ram_bytes) to RAM_OUT and quits.
+runs the destination command line `dst_cmd` of PARAMS_JSON (the params.json recorded with
+each QEMU migration stream, docs/data.md: `-incoming "exec:cat NAME.stream" -S`, console,
+QMP socket and trace under NAME/, kernel and initrd under guest/) in a scratch folder laid
+out as it expects (guest/ -> GUEST_DIR, NAME.stream -> STREAM), polls QMP `query-migrate`
+until the incoming migration is `completed`, then `pmemsave`s guest RAM [0, ram_bytes) to
+RAM_OUT and quits.
 Exits non-zero, with QEMU's output, if the migration fails or does not complete in time.
 Standard library only."""
 import json

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Real QEMU migration streams, read and written, checked against Debian's QEMU (7.2 on
-# Debian 12). For each recorded stream of $QEMU_STREAMS (default ../shared/qemu-streams):
+# Debian 12). For each recorded QEMU migration stream (docs/data.md) in $QEMU_STREAMS
+# (default: their default location, ../shared/qemu-streams):
 #  1. the compressed stream and the guest files match the folder's SHA256SUMS;
 #  2. `xbzrle stream verify` finds every XBZRLE record identical to the canonical encoding
-#     and rebuilds pc.ram with the sha256 the folder's README records;
+#     and rebuilds pc.ram with the sha256 listed in the recording's README.md;
 #  3. QEMU loads the stream into a paused destination (the recorded `dst_cmd`:
 #     -incoming "exec:cat FILE" -S); its guest RAM (QMP pmemsave) has that sha256;
 #  4. for each policy (qemu-pre-5cc11c46, qemu, ours), `xbzrle stream rewrite` re-sends it at

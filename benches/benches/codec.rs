@@ -4,9 +4,9 @@
 //!
 //! Every group runs twice: `hot` on one page pair (in L1), `ws` cycling over a working set
 //! of [`WORKING_SET`] pairs (8 MiB, larger than L2). Throughput is page bytes per second.
-//! Real page pairs (the changed pages between the first two snapshots of the `kvstore`
-//! guest) join the `ws` groups when the snapshots are found: `$XBZRLE_SNAPSHOTS`, else
-//! `../shared/guest-ram/kvstore` next to the repository.
+//! Real page pairs (the changed pages between the first two guest-RAM snapshots of the
+//! recorded `kvstore` guest, `docs/data.md`) join the `ws` groups when the snapshots are
+//! found: `$XBZRLE_SNAPSHOTS`, else their default location next to the repository.
 //!
 //! Run: `cargo bench -p xbzrle-benches` (a few minutes); filter with e.g.
 //! `cargo bench -p xbzrle-benches -- encode-hot/identical`.

@@ -10,6 +10,7 @@
 pub mod pipeline;
 
 use xbzrle::{Encoded, Kernel, KernelUnavailable};
+use xbzrle_testkit::uleb128;
 
 /// The Rust examples of the repository's top-level `README.md`, run as doctests (this is
 /// the workspace's unpublished library crate, so the file outside the crate is fine here).
@@ -24,9 +25,9 @@ pub fn run_by_run_decode(delta: &[u8], page: &mut [u8]) -> Option<usize> {
     let mut at = 0;
     let mut end: usize = 0;
     while at < delta.len() {
-        let (zrun, used) = read_uleb128(&delta[at..])?;
+        let (zrun, used) = uleb128::read_u32_len(&delta[at..])?;
         at += used;
-        let (nzrun, used) = read_uleb128(&delta[at..])?;
+        let (nzrun, used) = uleb128::read_u32_len(&delta[at..])?;
         at += used;
         let start = end.checked_add(zrun)?;
         end = start.checked_add(nzrun)?;
@@ -35,19 +36,6 @@ pub fn run_by_run_decode(delta: &[u8], page: &mut [u8]) -> Option<usize> {
         at += nzrun;
     }
     Some(end)
-}
-
-/// Reads one ULEB128 value (at most 5 bytes, fitting in `u32`); returns it and its size.
-fn read_uleb128(bytes: &[u8]) -> Option<(usize, usize)> {
-    let mut value: u64 = 0;
-    for (n, &byte) in bytes.iter().take(5).enumerate() {
-        value |= u64::from(byte & 0x7f) << (7 * n);
-        if byte & 0x80 == 0 {
-            let value = usize::try_from(u32::try_from(value).ok()?).ok()?;
-            return Some((value, n + 1));
-        }
-    }
-    None
 }
 
 /// QEMU's three steps: copies `guest` into `scratch`, encodes `scratch` against `cached`

@@ -88,7 +88,7 @@ impl Guest {
         &self.ram[page as usize * PAGE..][..PAGE]
     }
 
-    /// The guest runs: [`RUNS_PER_PAGE`] runs of 8 bytes rewritten in every dirty page.
+    /// The guest runs: `RUNS_PER_PAGE` runs of 8 bytes rewritten in every dirty page.
     pub fn run(&mut self) {
         for i in 0..self.dirty.len() {
             let base = self.dirty[i] as usize * PAGE;

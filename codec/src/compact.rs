@@ -21,7 +21,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::encoded::Encoded;
-use crate::format::{DeltaWriter, MAX_ULEB128_LEN, uleb128_len};
+use crate::format::{DeltaWriter, MAX_ULEB128_LEN, read_uleb128, uleb128_len};
 use crate::kernel::Available;
 
 /// One maximal changed run: `new[start..end]` differs from `old` at every byte.
@@ -64,9 +64,9 @@ fn changed_runs(old: &[u8], new: &[u8]) -> Vec<Run> {
     let mut runs = Vec::new();
     let (mut at, mut page_offset) = (0, 0);
     while at < len {
-        let (zrun, used) = read_uleb128(&scratch[at..len]);
+        let (zrun, used) = read_len(&scratch[at..len]);
         at += used;
-        let (nzrun, used) = read_uleb128(&scratch[at..len]);
+        let (nzrun, used) = read_len(&scratch[at..len]);
         at += used + nzrun;
         let start = page_offset + zrun;
         page_offset = start + nzrun;
@@ -78,16 +78,12 @@ fn changed_runs(old: &[u8], new: &[u8]) -> Vec<Run> {
     runs
 }
 
-/// Reads a ULEB128 length from a delta this crate wrote (so it is well formed).
-fn read_uleb128(bytes: &[u8]) -> (usize, usize) {
-    let mut value = 0usize;
-    for (n, &byte) in bytes.iter().take(MAX_ULEB128_LEN).enumerate() {
-        value |= usize::from(byte & 0x7f) << (7 * n);
-        if byte & 0x80 == 0 {
-            return (value, n + 1);
-        }
-    }
-    unreachable!("the canonical encoder writes well-formed lengths")
+/// Reads a length from a delta this crate wrote (so it is well formed and fits in `u32`):
+/// its value and size.
+fn read_len(bytes: &[u8]) -> (usize, usize) {
+    let (value, used) = read_uleb128(bytes, MAX_ULEB128_LEN)
+        .expect("the canonical encoder writes well-formed lengths");
+    (value as usize, used)
 }
 
 /// ULEB128 size of a length, for run lengths and gaps (at most `u32::MAX`).

@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use crate::format::{MAX_ULEB128_LEN, ReadError, read_uleb128};
+
 /// What was wrong with a delta.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -229,7 +231,7 @@ fn max_len_bytes(page_len: usize) -> usize {
     if page_len <= crate::QEMU_MAX_LEN {
         2
     } else {
-        crate::format::MAX_ULEB128_LEN
+        MAX_ULEB128_LEN
     }
 }
 
@@ -273,24 +275,19 @@ fn pair(
 }
 
 /// Reads a ULEB128 length at `at`. Like QEMU, at least 2 bytes must remain (every length
-/// is followed by at least one more byte in a valid delta).
+/// is followed by at least one more byte in a valid delta); the value must fit in `u32`.
 fn read_len(delta: &[u8], at: usize, max_bytes: usize) -> Result<(usize, usize), DecodeError> {
     let rest = &delta[at..];
     if rest.len() < 2 {
         return Err(DecodeError::new(DecodeErrorKind::Truncated, at));
     }
-    let mut value: u64 = 0;
-    for (n, &byte) in rest.iter().take(max_bytes).enumerate() {
-        value |= u64::from(byte & 0x7f) << (7 * n);
-        if byte & 0x80 == 0 {
-            return u32::try_from(value)
-                .map(|v| (v as usize, n + 1))
-                .map_err(|_| DecodeError::new(DecodeErrorKind::OverlongLength, at));
-        }
-    }
-    if rest.len() < max_bytes {
-        Err(DecodeError::new(DecodeErrorKind::Truncated, at))
-    } else {
-        Err(DecodeError::new(DecodeErrorKind::OverlongLength, at))
-    }
+    let kind = match read_uleb128(rest, max_bytes) {
+        Ok((value, used)) => match u32::try_from(value) {
+            Ok(value) => return Ok((value as usize, used)),
+            Err(_) => DecodeErrorKind::OverlongLength,
+        },
+        Err(ReadError::Truncated) => DecodeErrorKind::Truncated,
+        Err(ReadError::TooLong) => DecodeErrorKind::OverlongLength,
+    };
+    Err(DecodeError::new(kind, at))
 }

@@ -1,11 +1,12 @@
-//! The wire grammar: ULEB128 lengths and the writer that appends `zrun nzrun` pairs.
+//! The wire grammar: ULEB128 lengths (size, writer, reader) and the writer that appends
+//! `zrun nzrun` pairs (`docs/format.md`).
 
 /// Most ULEB128 bytes a `u32` length can take.
-pub const MAX_ULEB128_LEN: usize = 5;
+pub(crate) const MAX_ULEB128_LEN: usize = 5;
 
 /// Number of bytes `value` takes in ULEB128.
 #[inline]
-pub const fn uleb128_len(value: u32) -> usize {
+pub(crate) const fn uleb128_len(value: u32) -> usize {
     match value {
         0..=0x7f => 1,
         0x80..=0x3fff => 2,
@@ -18,7 +19,7 @@ pub const fn uleb128_len(value: u32) -> usize {
 /// Writes `value` as ULEB128 at the start of `out`, returning the number of bytes written,
 /// or `None` (writing nothing) when it does not fit.
 #[inline]
-pub fn write_uleb128(out: &mut [u8], value: u32) -> Option<usize> {
+pub(crate) fn write_uleb128(out: &mut [u8], value: u32) -> Option<usize> {
     let len = uleb128_len(value);
     let dst = out.get_mut(..len)?;
     let mut rest = value;
@@ -30,17 +31,46 @@ pub fn write_uleb128(out: &mut [u8], value: u32) -> Option<usize> {
     Some(len)
 }
 
+/// Why [`read_uleb128`] found no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadError {
+    /// The bytes end before the value's last byte.
+    Truncated,
+    /// The first `max_bytes` bytes all have the continuation bit set.
+    TooLong,
+}
+
+/// Reads a ULEB128 value of at most `max_bytes` bytes (at most [`MAX_ULEB128_LEN`]) from
+/// the start of `bytes`: its value and its size in bytes. The plain reader: the decoder's
+/// fast path reads its short lengths without it.
+#[inline]
+pub(crate) fn read_uleb128(bytes: &[u8], max_bytes: usize) -> Result<(u64, usize), ReadError> {
+    debug_assert!(max_bytes <= MAX_ULEB128_LEN);
+    let mut value = 0u64;
+    for (n, &byte) in bytes.iter().take(max_bytes).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * n);
+        if byte & 0x80 == 0 {
+            return Ok((value, n + 1));
+        }
+    }
+    if bytes.len() < max_bytes {
+        Err(ReadError::Truncated)
+    } else {
+        Err(ReadError::TooLong)
+    }
+}
+
 /// Appends `zrun nzrun` pairs to a caller's buffer with an exact capacity check: a pair is
 /// written only if it fits entirely, and nothing is ever written past the buffer.
 #[derive(Debug)]
-pub struct DeltaWriter<'a> {
+pub(crate) struct DeltaWriter<'a> {
     out: &'a mut [u8],
     len: usize,
 }
 
 /// The delta does not fit in the output buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Overflow;
+pub(crate) struct Overflow;
 
 impl core::fmt::Display for Overflow {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -53,19 +83,19 @@ impl core::error::Error for Overflow {}
 impl<'a> DeltaWriter<'a> {
     /// Starts an empty delta in `out`.
     #[inline]
-    pub fn new(out: &'a mut [u8]) -> Self {
+    pub(crate) fn new(out: &'a mut [u8]) -> Self {
         Self { out, len: 0 }
     }
 
     /// Bytes written so far.
     #[inline]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// True when no pair has been written.
     #[inline]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
@@ -74,7 +104,7 @@ impl<'a> DeltaWriter<'a> {
     /// # Panics
     /// If a length does not fit in `u32` (pages are at most `u32::MAX` bytes).
     #[inline]
-    pub fn push(&mut self, zrun: usize, changed: &[u8]) -> Result<(), Overflow> {
+    pub(crate) fn push(&mut self, zrun: usize, changed: &[u8]) -> Result<(), Overflow> {
         debug_assert!(!changed.is_empty());
         let zrun = u32::try_from(zrun).expect("run length fits in u32");
         let nzrun = u32::try_from(changed.len()).expect("run length fits in u32");

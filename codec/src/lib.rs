@@ -43,7 +43,7 @@ mod compact;
 mod decode;
 mod encode;
 mod encoded;
-pub mod format;
+mod format;
 mod kernel;
 mod source;
 

@@ -1,77 +1,30 @@
-//! The decoder against a naive one written from the format description (DESIGN §1): same
-//! result, same error kind and offset, same page afterwards (on error, the runs before the
-//! faulty field are written), and `validate` agreeing with `decode`; on hand-made deltas,
-//! on every short delta over an alphabet of interesting bytes, and on random and
-//! adversarial deltas near the end of the page and of the input (where the fast path of
-//! `decode` hands over to the exact one).
+//! The decoder against the naive one of `xbzrle-testkit`, written from the format
+//! description (`docs/format.md`): same result, same error kind and offset, same page
+//! afterwards (on error, the runs before the faulty field are written), and `validate`
+//! agreeing with `decode`; on hand-made deltas, on every short delta over an alphabet of
+//! interesting bytes, and on random and adversarial deltas near the end of the page and of
+//! the input (where the fast path of `decode` hands over to the exact one).
 
 use proptest::prelude::*;
 use xbzrle::{DecodeErrorKind, QEMU_MAX_LEN};
+use xbzrle_testkit::decode::{Defect, Outcome, decode as naive_decode};
+use xbzrle_testkit::uleb128;
 
-/// A decode result without the error type's privacy: `Ok(end)` or `Err((kind, offset))`.
-type Outcome = Result<usize, (DecodeErrorKind, usize)>;
-
-/// The naive decoder: byte by byte, every check in the order of QEMU's decoder.
-fn naive_decode(delta: &[u8], page: &mut [u8]) -> Outcome {
-    let max_len_bytes = if page.len() <= QEMU_MAX_LEN { 2 } else { 5 };
-    let (mut i, mut d) = (0, 0);
-    while i < delta.len() {
-        let zrun_at = i;
-        let (zrun, used) = naive_len(delta, i, max_len_bytes)?;
-        if zrun == 0 && i != 0 {
-            return Err((DecodeErrorKind::ZeroUnchangedRun, i));
-        }
-        i += used;
-        if d + zrun > page.len() {
-            return Err((DecodeErrorKind::RunPastPage, zrun_at));
-        }
-        d += zrun;
-        let nzrun_at = i;
-        let (nzrun, used) = naive_len(delta, i, max_len_bytes)?;
-        if nzrun == 0 {
-            return Err((DecodeErrorKind::ZeroChangedRun, nzrun_at));
-        }
-        i += used;
-        if d + nzrun > page.len() {
-            return Err((DecodeErrorKind::RunPastPage, nzrun_at));
-        }
-        if i + nzrun > delta.len() {
-            return Err((DecodeErrorKind::Truncated, i));
-        }
-        for _ in 0..nzrun {
-            page[d] = delta[i];
-            d += 1;
-            i += 1;
-        }
+/// The codec's error kinds in the oracle's vocabulary.
+fn defect(kind: DecodeErrorKind) -> Defect {
+    match kind {
+        DecodeErrorKind::Truncated => Defect::Truncated,
+        DecodeErrorKind::ZeroUnchangedRun => Defect::ZeroUnchangedRun,
+        DecodeErrorKind::ZeroChangedRun => Defect::ZeroChangedRun,
+        DecodeErrorKind::OverlongLength => Defect::OverlongLength,
+        DecodeErrorKind::RunPastPage => Defect::RunPastPage,
+        other => panic!("an error kind the oracle does not know: {other:?}"),
     }
-    Ok(d)
 }
 
-/// One length at `at`: at least 2 bytes must be left, at most `max_bytes` ULEB128 bytes,
-/// and the value must fit in `u32`.
-fn naive_len(
-    delta: &[u8],
-    at: usize,
-    max_bytes: usize,
-) -> Result<(usize, usize), (DecodeErrorKind, usize)> {
-    if delta.len() - at < 2 {
-        return Err((DecodeErrorKind::Truncated, at));
-    }
-    let mut value: u64 = 0;
-    for k in 0..max_bytes {
-        let Some(&byte) = delta.get(at + k) else {
-            return Err((DecodeErrorKind::Truncated, at));
-        };
-        value |= u64::from(byte & 0x7f) << (7 * k);
-        if byte < 0x80 {
-            return if value > u64::from(u32::MAX) {
-                Err((DecodeErrorKind::OverlongLength, at))
-            } else {
-                Ok((value as usize, k + 1))
-            };
-        }
-    }
-    Err((DecodeErrorKind::OverlongLength, at))
+/// A codec result as an [`Outcome`]: `Ok(end)` or `Err((defect, offset))`.
+fn outcome_of(result: Result<usize, xbzrle::DecodeError>) -> Outcome {
+    result.map_err(|e| (defect(e.kind()), e.offset()))
 }
 
 /// Runs `xbzrle::decode`, `xbzrle::validate` and the naive decoder on copies of `page`;
@@ -85,7 +38,7 @@ fn outcome(delta: &[u8], page: &[u8]) -> Outcome {
     let mut want_page = page.to_vec();
     let want = naive_decode(delta, &mut want_page);
     let mut got_page = page.to_vec();
-    let got = xbzrle::decode(delta, &mut got_page).map_err(|e| (e.kind(), e.offset()));
+    let got = outcome_of(xbzrle::decode(delta, &mut got_page));
     let context = || format!("delta {delta:02x?} on a page of {} bytes", page.len());
     assert_eq!(got, want, "decode: {}", context());
     assert!(
@@ -93,7 +46,7 @@ fn outcome(delta: &[u8], page: &[u8]) -> Outcome {
         "decode wrote a different page: {}",
         context()
     );
-    let validated = xbzrle::validate(delta, page.len()).map_err(|e| (e.kind(), e.offset()));
+    let validated = outcome_of(xbzrle::validate(delta, page.len()));
     assert_eq!(validated, want, "validate: {}", context());
     want
 }
@@ -105,7 +58,7 @@ fn page_of(len: usize) -> Vec<u8> {
 
 #[test]
 fn hand_made_deltas_and_their_errors() {
-    use DecodeErrorKind::*;
+    use Defect::*;
     let page = page_of(64);
     let cases: &[(&[u8], Outcome)] = &[
         (&[], Ok(0)),
@@ -157,14 +110,14 @@ fn longer_lengths_only_for_pages_above_qemu_limit() {
     let delta = [0x80, 0x80, 0x01, 1, 0xaa];
     assert_eq!(
         outcome(&delta, &page_of(QEMU_MAX_LEN)),
-        Err((DecodeErrorKind::OverlongLength, 0))
+        Err((Defect::OverlongLength, 0))
     );
     assert_eq!(outcome(&delta, &page_of(QEMU_MAX_LEN + 2)), Ok(16385));
     // Lengths that do not fit in u32 are over-long whatever the page.
     let huge = [0x80, 0x80, 0x80, 0x80, 0x10, 1, 0xaa];
     assert_eq!(
         outcome(&huge, &page_of(QEMU_MAX_LEN + 1)),
-        Err((DecodeErrorKind::OverlongLength, 0))
+        Err((Defect::OverlongLength, 0))
     );
     // The largest 2-byte length on a 16384-byte page.
     assert_eq!(outcome(&[0xff, 0x7f, 1, 5], &page_of(16384)), Ok(16384));
@@ -194,26 +147,6 @@ fn every_short_delta_over_an_alphabet() {
             }
         }
     }
-}
-
-/// Appends `value` in ULEB128, padded with `extra` continuation bytes (non-minimal).
-fn push_len(out: &mut Vec<u8>, mut value: usize, extra: usize) {
-    let mut bytes = Vec::new();
-    loop {
-        bytes.push((value & 0x7f) as u8);
-        value >>= 7;
-        if value == 0 {
-            break;
-        }
-    }
-    bytes.extend(std::iter::repeat_n(0, extra));
-    let last = bytes.len() - 1;
-    for (k, byte) in bytes.iter_mut().enumerate() {
-        if k < last {
-            *byte |= 0x80;
-        }
-    }
-    out.extend_from_slice(&bytes);
 }
 
 /// Run lengths around the fast path's limits (8, 16, 127) and the ULEB128 steps.
@@ -250,8 +183,8 @@ fn built() -> impl Strategy<Value = Built> {
                     7 => (0, 1),
                     _ => (0, 0),
                 };
-                push_len(&mut delta, zrun, zpad);
-                push_len(&mut delta, nzrun, npad);
+                uleb128::push_padded(&mut delta, zrun, zpad);
+                uleb128::push_padded(&mut delta, nzrun, npad);
                 delta.extend((0..nzrun).map(|k| seed.wrapping_add(k as u8).rotate_left(3)));
                 extent += zrun + nzrun;
             }

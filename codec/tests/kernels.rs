@@ -9,11 +9,12 @@
 mod common;
 
 use common::{
-    ALIGNMENTS, Encoder, PagePair, Pattern, all_capacities, canonical_oracle, check_capacities,
-    check_kernel, check_kernel_on_seed_pairs, pair_strategy,
+    ALIGNMENTS, Encoder, PagePair, Pattern, all_capacities, check_capacities, check_kernel,
+    check_kernel_on_seed_pairs, pair_strategy,
 };
 use proptest::prelude::*;
 use xbzrle::{Encoded, Kernel};
+use xbzrle_testkit::{Rng, canonical_delta};
 
 /// The kernels under test: all but the reference, which is the comparison.
 fn kernels() -> impl Iterator<Item = Kernel> {
@@ -94,7 +95,7 @@ fn unavailable_kernels_are_refused() {
 #[test]
 fn four_byte_lengths() {
     const LEN: usize = (1 << 21) + 3000;
-    let mut rng = common::Rng::new(4);
+    let mut rng = Rng::new(4);
     let mut old = vec![0; LEN];
     rng.fill(&mut old);
     let mut long_zrun = old.clone();
@@ -111,7 +112,7 @@ fn four_byte_lengths() {
             old: old.clone(),
             new,
         };
-        let expected = canonical_oracle(&pair.old, &pair.new);
+        let expected = canonical_delta(&pair.old, &pair.new);
         assert!(
             expected
                 .windows(4)
@@ -127,7 +128,7 @@ fn four_byte_lengths() {
 #[test]
 fn free_functions_use_the_best_kernel() {
     for pair in common::page_pairs(4097, 11) {
-        let expected = canonical_oracle(&pair.old, &pair.new);
+        let expected = canonical_delta(&pair.old, &pair.new);
         let mut out = vec![0; expected.len()];
         let mut best_out = vec![0; expected.len()];
         let result = xbzrle::encode(&pair.old, &pair.new, &mut out);
@@ -151,7 +152,7 @@ proptest! {
         pair in pair_strategy(20_000),
         align in 0..ALIGNMENTS,
     ) {
-        let expected = canonical_oracle(&pair.old, &pair.new);
+        let expected = canonical_delta(&pair.old, &pair.new);
         let capacity = expected.len() + 16;
         let mut reference = vec![0; capacity];
         let want = Kernel::Reference.encode(&pair.old, &pair.new, &mut reference).unwrap();
@@ -172,7 +173,7 @@ proptest! {
         pair in pair_strategy(300),
         align in 0..ALIGNMENTS,
     ) {
-        let expected = canonical_oracle(&pair.old, &pair.new);
+        let expected = canonical_delta(&pair.old, &pair.new);
         for kernel in kernels() {
             for encoder in [Encoder::Canonical(kernel), Encoder::Update(kernel)] {
                 check_capacities(encoder, &pair, &expected, all_capacities(expected.len()), align);

@@ -11,10 +11,9 @@ mod common;
 
 use std::cell::RefCell;
 
-use common::{
-    PagePair, Rng, alignments, canonical_oracle, edge_capacities, expected_result, page_pairs,
-};
+use common::{PagePair, alignments, edge_capacities, expected_result, page_pairs};
 use xbzrle::{Encoded, Kernel, PageSource};
+use xbzrle_testkit::{Rng, canonical_delta};
 
 /// Guest memory that changes after every read, recording what each byte read returned.
 struct ChangingPage {
@@ -102,7 +101,7 @@ fn check(kernel: Kernel, pair: &PagePair, capacity: usize, align: usize, writes:
         cached.get() == returned,
         "{context}: cached copy is not what was read"
     );
-    let expected = canonical_oracle(&pair.old, &returned);
+    let expected = canonical_delta(&pair.old, &returned);
     assert_eq!(result, expected_result(&expected, capacity), "{context}");
     if let Encoded::Delta(len) = result {
         assert!(out.get()[..len] == expected, "{context}: delta differs");
@@ -114,7 +113,7 @@ fn every_kernel_reads_a_changing_page_once() {
     let mut rng = Rng::new(0x11fe);
     for len in [0, 1, 7, 8, 9, 63, 64, 65, 255, 256, 257, 1000, 4096, 4101] {
         for pair in page_pairs(len, 0xC0DE ^ len as u64) {
-            let canonical = canonical_oracle(&pair.old, &pair.new).len();
+            let canonical = canonical_delta(&pair.old, &pair.new).len();
             for kernel in Kernel::available() {
                 for capacity in edge_capacities(canonical, len)
                     .into_iter()
@@ -153,7 +152,7 @@ fn overflow_at_block_boundaries_reads_once() {
                 old,
                 new,
             };
-            let canonical = canonical_oracle(&pair.old, &pair.new).len();
+            let canonical = canonical_delta(&pair.old, &pair.new).len();
             for kernel in Kernel::available() {
                 for capacity in 0..=canonical + 2 {
                     // Only the bytes just read change: the runs stay where they were.

@@ -1,11 +1,12 @@
-//! Writes the seed corpus of the `stream` target: the first kilobytes of the real QEMU 7.2
-//! streams of `shared/qemu-streams`, short streams cut from their XBZRLE passes, and two
+//! Writes the seed corpus of the `stream` target: the first kilobytes of the recorded QEMU
+//! 7.2 migration streams (`docs/data.md`), short streams cut from their XBZRLE passes, and two
 //! hand-built streams with every optional part (configuration subsections, 1 KiB pages,
 //! `x-ignore-shared`, a command, no footers, a device state with its VMDESCRIPTION).
 //!
 //! Run from the repository root:
 //! `cargo run --manifest-path fuzz/Cargo.toml --example stream_seeds [-- STREAMS_DIR]`
-//! (default `../shared/qemu-streams`). It rewrites `fuzz/corpus/stream/seed-*`.
+//! (default: the streams' default location, `../shared/qemu-streams`). It rewrites
+//! `fuzz/corpus/stream/seed-*`.
 
 use std::fs;
 use std::io::Read;

@@ -1,8 +1,9 @@
 //! Target `decode`: an arbitrary delta applied to an arbitrary page.
 //!
-//! Checks: no crash; the same verdict and the same page (partial writes included) as the
-//! naive decoder of [`crate::naive`]; [`xbzrle::validate`] returns what [`xbzrle::decode`]
-//! returns; a rejection points inside the delta.
+//! Checks: no crash; the same verdict, error kind and offset, and the same page (partial
+//! writes included) as the naive decoder of [`xbzrle_testkit::decode`];
+//! [`xbzrle::validate`] returns what [`xbzrle::decode`] returns; a rejection points inside
+//! the delta.
 //!
 //! Input layout (little-endian): `u16` page length (low 14 bits), one flag byte (bit 0:
 //! add 16384 to the page length, for pages where lengths may take up to 5 bytes; bits
@@ -10,7 +11,8 @@
 //! page, then the delta.
 
 use crate::input::{OffsetBuf, Reader};
-use crate::naive;
+use xbzrle::DecodeErrorKind;
+use xbzrle_testkit::decode::{self as naive, Defect};
 
 /// Runs the checks on one input; panics on a finding.
 pub fn check(data: &[u8]) {
@@ -35,7 +37,7 @@ pub fn check(data: &[u8]) {
     let mut page = OffsetBuf::with_content(offset, &before);
     let got = xbzrle::decode(delta, page.as_mut_slice());
     assert_eq!(
-        got.ok(),
+        got.map_err(|e| (defect(e.kind()), e.offset())),
         expected,
         "verdict differs from the naive decoder: {got:?}"
     );
@@ -52,4 +54,16 @@ pub fn check(data: &[u8]) {
         );
     }
     assert_eq!(xbzrle::validate(delta, page_len), got, "validate disagrees");
+}
+
+/// The codec's error kinds in the oracle's vocabulary.
+fn defect(kind: DecodeErrorKind) -> Defect {
+    match kind {
+        DecodeErrorKind::Truncated => Defect::Truncated,
+        DecodeErrorKind::ZeroUnchangedRun => Defect::ZeroUnchangedRun,
+        DecodeErrorKind::ZeroChangedRun => Defect::ZeroChangedRun,
+        DecodeErrorKind::OverlongLength => Defect::OverlongLength,
+        DecodeErrorKind::RunPastPage => Defect::RunPastPage,
+        other => panic!("an error kind the oracle does not know: {other:?}"),
+    }
 }

@@ -7,15 +7,15 @@
 
 use crate::input::{OffsetBuf, PagePair};
 use crate::kernels::written;
-use crate::naive;
 use crate::{EncodeFn, EncodeUpdateFn};
 use xbzrle::Kernel;
+use xbzrle_testkit::canonical_delta;
 
 /// Runs the checks on one input; panics on a finding.
 pub fn check(data: &[u8]) {
     let pair = PagePair::parse(data);
     let new = pair.new.as_slice();
-    let capacity = pair.capacity_bytes(naive::canonical_delta(pair.old.as_slice(), new).len());
+    let capacity = pair.capacity_bytes(canonical_delta(pair.old.as_slice(), new).len());
     let run = |name: &str, encode: EncodeFn<'_>, encode_update: EncodeUpdateFn<'_>| {
         let mut plain_out = OffsetBuf::filled(pair.out_offset, capacity, 0);
         let plain = encode(pair.old.as_slice(), new, plain_out.as_mut_slice());

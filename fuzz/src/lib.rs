@@ -11,7 +11,6 @@ pub mod decode;
 pub mod encode_update;
 pub mod input;
 pub mod kernels;
-pub mod naive;
 pub mod output_buffer;
 pub mod policy;
 pub mod stream;

@@ -8,14 +8,14 @@
 use crate::EncodeUpdateFn;
 use crate::input::{OffsetBuf, PagePair};
 use crate::kernels::written;
-use crate::naive;
 use xbzrle::{Encoded, Kernel};
+use xbzrle_testkit::canonical_delta;
 
 /// Runs the checks on one input; panics on a finding.
 pub fn check(data: &[u8]) {
     let pair = PagePair::parse(data);
     let (old, new) = (pair.old.as_slice(), pair.new.as_slice());
-    let capacity = pair.capacity_bytes(naive::canonical_delta(old, new).len());
+    let capacity = pair.capacity_bytes(canonical_delta(old, new).len());
     let compare = |name: &str, encode: &dyn Fn(&mut [u8]) -> Encoded| {
         let mut zeros = OffsetBuf::filled(pair.out_offset, capacity, 0x00);
         let mut ones = OffsetBuf::filled(pair.out_offset, capacity, 0xff);

@@ -70,6 +70,9 @@ const PAGE: usize = 4096;
 const CACHE: u64 = 64 * PAGE as u64;
 const REFUSE_PAGE_DATA: usize = 128 * 1024;
 
+/// A direct-mapped and a set-associative cache (with its frequency counters) whose ways
+/// divide [`CACHE`] exactly, so the expected sizes are `CACHE` (not the shared
+/// `cache_kinds()`, whose 3-way cache rounds the size down).
 fn kinds() -> [CacheKind; 2] {
     [
         CacheKind::DirectMapped,

@@ -8,12 +8,15 @@
 //! * `end_bulk_stage` changes nothing once the bulk stage is over or in the last stage, and
 //!   calling it several times is the same as calling it once.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
+use common::{admissions, cache_kinds};
 use xbzrle_policy::wire::{FLAG_ZERO, ZERO_RECORD_LEN};
 use xbzrle_policy::{
-    Admission, AdmissionPolicy, CacheKind, Outcome, Receiver, Replacement, SendError, Sender,
-    SenderConfig, Stage,
+    Admission, AdmissionPolicy, CacheKind, Outcome, Receiver, SendError, Sender, SenderConfig,
+    Stage,
 };
 
 const PAGE: usize = 64;
@@ -155,39 +158,6 @@ const SITUATIONS: &[Situation] = &[
     },
 ];
 
-fn kinds() -> [CacheKind; 4] {
-    [
-        CacheKind::DirectMapped,
-        CacheKind::SetAssociative {
-            ways: 2,
-            replacement: Replacement::Lru,
-        },
-        CacheKind::SetAssociative {
-            ways: 2,
-            replacement: Replacement::Lifetime,
-        },
-        CacheKind::SetAssociative {
-            ways: 4,
-            replacement: Replacement::Frequency,
-        },
-    ]
-}
-
-fn admissions() -> [Admission; 4] {
-    [
-        Admission::Always,
-        Admission::AfterBulk,
-        Admission::Frequency {
-            min_passes: 2,
-            counters: 64,
-        },
-        Admission::Frequency {
-            min_passes: 1,
-            counters: 64,
-        },
-    ]
-}
-
 /// A call the sender made into its admission policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Call {
@@ -317,7 +287,7 @@ fn send_zero_page_is_send_page_on_a_zero_page() {
     expected_record.extend_from_slice(&P.to_be_bytes());
     expected_record.push(0);
     let mut stages_seen = Vec::new();
-    for cache in kinds() {
+    for cache in cache_kinds() {
         for admission in admissions() {
             for shards in [1, 2] {
                 for situation in SITUATIONS {
@@ -509,7 +479,7 @@ const NO_EFFECT: &[(&str, &[Pre])] = &[
 
 #[test]
 fn end_bulk_stage_has_no_effect_after_the_bulk_stage_or_in_the_last_stage() {
-    for cache in kinds() {
+    for cache in cache_kinds() {
         for admission in admissions() {
             for &(name, steps) in NO_EFFECT {
                 let at = format!("{name} / {cache:?} / {admission:?}");
@@ -534,7 +504,7 @@ fn end_bulk_stage_has_no_effect_after_the_bulk_stage_or_in_the_last_stage() {
 
 #[test]
 fn end_bulk_stage_twice_is_once() {
-    for cache in kinds() {
+    for cache in cache_kinds() {
         for admission in admissions() {
             for split in 0..4u64 {
                 let at = format!("{cache:?} / {admission:?} / after {split} pages");

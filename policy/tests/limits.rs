@@ -10,6 +10,8 @@ use xbzrle_policy::{
 /// Far beyond any address space (x86-64 and AArch64 user space is at most 2^57 bytes).
 const HUGE: u64 = 1 << 60;
 
+/// One cache of each organisation, with extreme way counts (`usize::MAX` ways must be an
+/// error, not an overflow): not the shared `cache_kinds()`, which are sized for small caches.
 fn kinds() -> [CacheKind; 3] {
     [
         CacheKind::DirectMapped,

@@ -194,8 +194,8 @@ fn replacement_rules_on_synthetic_traces() {
     }
 }
 
-/// Real addresses: the 4096 buffer pages of the `dirty1024` guest (DESIGN's guest-RAM
-/// snapshots), all dirtied in every pass, against QEMU's 32 MiB cache (8192 slots). The
+/// Real addresses: the 4096 buffer pages of the recorded `dirty1024` guest (its guest-RAM
+/// snapshots, `docs/data.md`), all dirtied in every pass, against QEMU's 32 MiB cache (8192 slots). The
 /// hot set is half the cache, yet QEMU's direct mapping puts some of its pages in the same
 /// slot (the recorded QEMU migrations show the resulting steady miss rate); set
 /// associativity removes those conflicts.

@@ -5,10 +5,12 @@
 //! pass, or later, where it has no effect) and sometimes detects zero pages itself
 //! (`send_zero_page`).
 
+mod common;
+
+use common::cache_kinds;
 use proptest::prelude::*;
 use xbzrle_policy::{
-    Admission, AdmissionPolicy, CacheKind, Outcome, Receiver, Replacement, Sender, SenderConfig,
-    Stage,
+    Admission, AdmissionPolicy, CacheKind, Outcome, Receiver, Sender, SenderConfig, Stage,
 };
 
 const MAX_PAGES: usize = 12;
@@ -53,24 +55,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn kinds() -> [CacheKind; 4] {
-    [
-        CacheKind::DirectMapped,
-        CacheKind::SetAssociative {
-            ways: 2,
-            replacement: Replacement::Lru,
-        },
-        CacheKind::SetAssociative {
-            ways: 4,
-            replacement: Replacement::Lifetime,
-        },
-        CacheKind::SetAssociative {
-            ways: 3,
-            replacement: Replacement::Frequency,
-        },
-    ]
-}
-
 /// A custom policy that admits at random, in every stage (bulk included): exercises the
 /// paths no built-in policy reaches, such as a bulk-stage page that is cached but not
 /// admitted.
@@ -93,7 +77,7 @@ enum Policy {
     Coin,
 }
 
-fn admissions() -> [Policy; 4] {
+fn policies() -> [Policy; 4] {
     [
         Policy::Builtin(Admission::Always),
         Policy::Builtin(Admission::AfterBulk),
@@ -370,8 +354,8 @@ proptest! {
 
     #[test]
     fn receiver_ends_identical_single_thread(sc in scenario(1..=1)) {
-        for cache in kinds() {
-            for admission in admissions() {
+        for cache in cache_kinds() {
+            for admission in policies() {
                 run(&sc, cache, admission);
             }
         }
@@ -379,8 +363,8 @@ proptest! {
 
     #[test]
     fn receiver_ends_identical_several_threads(sc in scenario(2..=4)) {
-        for cache in kinds() {
-            for admission in admissions() {
+        for cache in cache_kinds() {
+            for admission in policies() {
                 run(&sc, cache, admission);
             }
         }

@@ -1,8 +1,9 @@
-//! Table-driven tests of the sender's rules (DESIGN §2). Every case also runs a receiver
-//! on the records and checks that it ends with the sender's memory.
+//! Table-driven tests of the sender's rules (`docs/policy.md`). Every case also runs a
+//! receiver on the records and checks that it ends with the sender's memory.
 
 use xbzrle_policy::{
-    Admission, CacheKind, Outcome, RawReason, Receiver, Replacement, Sender, SenderConfig, Stage,
+    Admission, AdmissionPolicy, CacheKind, Outcome, RawReason, Receiver, Replacement, Sender,
+    SenderConfig, Stage,
 };
 
 const PAGE: usize = 64;
@@ -89,21 +90,25 @@ struct Case {
     steps: &'static [Step],
 }
 
-const DM: CacheKind = CacheKind::DirectMapped;
 const SA2: CacheKind = CacheKind::SetAssociative {
     ways: 2,
     replacement: Replacement::Lifetime,
 };
 
-/// Passes 1 (bulk) and 2: generation 2, XBZRLE started.
-const AFTER_BULK: [Step; 2] = [Pass, Pass];
+/// The setup of most cases: QEMU's (direct-mapped cache, nothing cached during the bulk
+/// stage), 4 pages of cache. In the steps, `Pass, Pass` ends the bulk stage: generation 2,
+/// XBZRLE started.
+const QEMU: Case = Case {
+    name: "",
+    cache: CacheKind::DirectMapped,
+    admission: Admission::AfterBulk,
+    cache_pages: 4,
+    steps: &[],
+};
 
 const CASES: &[Case] = &[
     Case {
         name: "no insertion during the bulk stage",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Send(0, C::Base(1), BULK),
             Pass,
@@ -113,12 +118,11 @@ const CASES: &[Case] = &[
             NotCached(1),
             NotCached(2),
         ],
+        ..QEMU
     },
     Case {
         name: "admit-always inserts during the bulk stage",
-        cache: DM,
         admission: Admission::Always,
-        cache_pages: 4,
         steps: &[
             Pass,
             Send(1, C::Base(2), BULK),
@@ -126,30 +130,27 @@ const CASES: &[Case] = &[
             Pass,
             Send(1, C::Poke(2, 5), Xbzrle),
         ],
+        ..QEMU
     },
     Case {
         name: "insertion on the first miss after the bulk stage",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
-            AFTER_BULK[0],
-            AFTER_BULK[1],
+            Pass,
+            Pass,
             Send(3, C::Base(3), MISS),
             Cached(3, C::Base(3), 2),
             Pass,
             Send(3, C::Poke(3, 9), Xbzrle),
             Cached(3, C::Poke(3, 9), 3),
         ],
+        ..QEMU
     },
     Case {
         name: "frequency admission waits for k dirty passes after the bulk stage",
-        cache: DM,
         admission: Admission::Frequency {
             min_passes: 2,
             counters: 64,
         },
-        cache_pages: 4,
         steps: &[
             Pass,
             Send(3, C::Base(3), BULK),
@@ -162,12 +163,10 @@ const CASES: &[Case] = &[
             Pass,
             Send(3, C::Poke(5, 0), Xbzrle),
         ],
+        ..QEMU
     },
     Case {
         name: "lifetime protection: another page waits 2 generations",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             Pass,
@@ -183,12 +182,10 @@ const CASES: &[Case] = &[
             Cached(4, C::Base(2), 4),
             NotCached(0),
         ],
+        ..QEMU
     },
     Case {
         name: "a hit refreshes the age",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             Pass,
@@ -203,12 +200,11 @@ const CASES: &[Case] = &[
             Send(4, C::Base(2), MISS),
             Cached(4, C::Base(2), 5),
         ],
+        ..QEMU
     },
     Case {
         name: "set-associative: the second way takes the conflicting page",
         cache: SA2,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             Pass,
@@ -226,12 +222,10 @@ const CASES: &[Case] = &[
             Cached(0, C::Base(1), 3),
             NotCached(2),
         ],
+        ..QEMU
     },
     Case {
         name: "last stage: nothing inserted or refreshed; sent entries dropped",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             Pass,
@@ -249,12 +243,10 @@ const CASES: &[Case] = &[
             Send(1, C::Zero, Zero),
             NotCached(1),
         ],
+        ..QEMU
     },
     Case {
         name: "zero page refreshes the cached copy once XBZRLE started",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             Pass,
@@ -268,12 +260,10 @@ const CASES: &[Case] = &[
             Send(1, C::ZeroPoke(7), Xbzrle),
             Send(2, C::ZeroPoke(8), Xbzrle),
         ],
+        ..QEMU
     },
     Case {
         name: "overflow: raw, counted, cache refreshed",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             Pass,
@@ -285,12 +275,10 @@ const CASES: &[Case] = &[
             Send(1, C::Base(1), OVERFLOW),
             Send(1, C::Poke(1, 0), Xbzrle),
         ],
+        ..QEMU
     },
     Case {
         name: "skip: unchanged hit sends nothing",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             Pass,
@@ -300,11 +288,10 @@ const CASES: &[Case] = &[
             Send(1, C::Base(1), Skipped),
             Cached(1, C::Base(1), 3),
         ],
+        ..QEMU
     },
     Case {
         name: "resize keeps what fits, the most recently used on a conflict",
-        cache: DM,
-        admission: Admission::AfterBulk,
         cache_pages: 8,
         steps: &[
             Pass,
@@ -334,12 +321,10 @@ const CASES: &[Case] = &[
             Cached(5, C::Poke(5, 1), 4), // the most recent of all
             NotCached(0),
         ],
+        ..QEMU
     },
     Case {
         name: "end_bulk_stage mid-pass: the next page is looked up, a miss, inserted",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             Send(0, C::Base(1), BULK),
@@ -362,12 +347,10 @@ const CASES: &[Case] = &[
             Cached(0, C::Poke(1, 2), 2),
             Send(1, C::Base(2), MISS),
         ],
+        ..QEMU
     },
     Case {
         name: "end_bulk_stage mid-pass: ages of that pass protect through the next one",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             EndBulk,
@@ -380,12 +363,10 @@ const CASES: &[Case] = &[
             Send(4, C::Base(2), MISS), // idle for 2 generations: evicted
             Cached(4, C::Base(2), 3),
         ],
+        ..QEMU
     },
     Case {
         name: "end_bulk_stage is idempotent",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             EndBulk,
@@ -403,12 +384,10 @@ const CASES: &[Case] = &[
             Pass,
             Is(Iterative, 3),
         ],
+        ..QEMU
     },
     Case {
         name: "end_bulk_stage before the first pass: no bulk stage at all",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             EndBulk,
             Is(Iterative, 0),
@@ -418,12 +397,10 @@ const CASES: &[Case] = &[
             Cached(0, C::Base(1), 1),
             Send(0, C::Poke(1, 8), Xbzrle),
         ],
+        ..QEMU
     },
     Case {
         name: "end_bulk_stage has no effect in the last stage",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             Pass,
@@ -439,12 +416,10 @@ const CASES: &[Case] = &[
             Pass,
             Is(Stage::Last, 4),
         ],
+        ..QEMU
     },
     Case {
         name: "end_bulk_stage has no effect in a last stage entered from the bulk stage",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             Send(0, C::Base(1), BULK),
@@ -455,12 +430,10 @@ const CASES: &[Case] = &[
             Send(0, C::Poke(1, 5), MISS),
             NotCached(0),
         ],
+        ..QEMU
     },
     Case {
         name: "send_zero_page: the entry becomes zeros once XBZRLE started",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             SendZero(3), // bulk stage: nothing inserted
@@ -479,12 +452,12 @@ const CASES: &[Case] = &[
             Send(2, C::ZeroPoke(8), Xbzrle),
             Send(3, C::ZeroPoke(9), MISS),
         ],
+        ..QEMU
     },
     Case {
         name: "send_zero_page in the bulk stage refreshes a page admit-always cached",
         cache: SA2,
         admission: Admission::Always,
-        cache_pages: 4,
         steps: &[
             Pass,
             Send(1, C::Base(2), BULK),
@@ -496,12 +469,10 @@ const CASES: &[Case] = &[
             Pass,
             Send(1, C::ZeroPoke(5), Xbzrle),
         ],
+        ..QEMU
     },
     Case {
         name: "send_zero_page: lifetime protection refuses the zero page too",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             Pass,
@@ -515,12 +486,10 @@ const CASES: &[Case] = &[
             Cached(4, C::Zero, 4),
             NotCached(0),
         ],
+        ..QEMU
     },
     Case {
         name: "send_zero_page in the last stage drops the entry and inserts nothing",
-        cache: DM,
-        admission: Admission::AfterBulk,
-        cache_pages: 4,
         steps: &[
             Pass,
             Pass,
@@ -532,6 +501,7 @@ const CASES: &[Case] = &[
             NotCached(2),
             Send(1, C::ZeroPoke(3), MISS),
         ],
+        ..QEMU
     },
 ];
 
@@ -619,14 +589,18 @@ fn every_rule_with_two_shards() {
     }
 }
 
-#[test]
-fn statistics_follow_qemu() {
-    let sender = Sender::new(SenderConfig {
+/// QEMU's defaults with [`PAGE`]-byte pages and a cache of 4 pages.
+fn small_config() -> SenderConfig {
+    SenderConfig {
         page_size: PAGE,
         cache_bytes: 4 * PAGE as u64,
         ..SenderConfig::default()
-    })
-    .unwrap();
+    }
+}
+
+#[test]
+fn statistics_follow_qemu() {
+    let sender = Sender::new(small_config()).unwrap();
     let mut out = vec![0u8; sender.max_record_len()];
     let mut send = |page: u64, c: C| sender.send_page(page, &bytes(c), &mut out).unwrap();
     sender.start_pass();
@@ -676,12 +650,7 @@ fn statistics_follow_qemu() {
 /// (computed at the next `start_pass`) cover its bulk pages and its looked-up pages together.
 #[test]
 fn end_bulk_stage_keeps_the_statistics_period() {
-    let sender = Sender::new(SenderConfig {
-        page_size: PAGE,
-        cache_bytes: 4 * PAGE as u64,
-        ..SenderConfig::default()
-    })
-    .unwrap();
+    let sender = Sender::new(small_config()).unwrap();
     let mut out = vec![0u8; sender.max_record_len()];
     let mut send = |page: u64, c: C| sender.send_page(page, &bytes(c), &mut out).unwrap();
     sender.start_pass();
@@ -715,10 +684,10 @@ fn end_bulk_stage_keeps_the_statistics_period() {
 /// Admits only the first page it is asked about.
 struct FirstOnly(bool);
 
-impl xbzrle_policy::AdmissionPolicy for FirstOnly {
-    fn observe(&mut self, _page: u64, _stage: xbzrle_policy::Stage) {}
+impl AdmissionPolicy for FirstOnly {
+    fn observe(&mut self, _page: u64, _stage: Stage) {}
 
-    fn admit(&mut self, _page: u64, _stage: xbzrle_policy::Stage) -> bool {
+    fn admit(&mut self, _page: u64, _stage: Stage) -> bool {
         !std::mem::replace(&mut self.0, true)
     }
 }
@@ -727,19 +696,13 @@ impl xbzrle_policy::AdmissionPolicy for FirstOnly {
 /// stage is refreshed even when the policy says no, or a later delta would be wrong.
 #[test]
 fn bulk_resend_refreshes_a_cached_page_even_when_not_admitted() {
-    let config = SenderConfig {
-        page_size: PAGE,
-        cache_bytes: 4 * PAGE as u64,
-        ..SenderConfig::default()
-    };
-    let sender = Sender::with_admission(config, |_| Box::new(FirstOnly(false))).unwrap();
+    let sender = Sender::with_admission(small_config(), |_| Box::new(FirstOnly(false))).unwrap();
     let mut out = vec![0u8; sender.max_record_len()];
-    sender.start_pass();
     let mut send = |c: C| sender.send_page(2, &bytes(c), &mut out).unwrap().outcome;
+    sender.start_pass();
     assert_eq!(send(C::Base(1)), BULK);
     assert_eq!(send(C::Base(2)), BULK);
     assert_eq!(sender.cached_page(2), Some((bytes(C::Base(2)), 1)));
     sender.start_pass();
-    let mut send = |c: C| sender.send_page(2, &bytes(c), &mut out).unwrap().outcome;
     assert_eq!(send(C::Base(1)), OVERFLOW);
 }

@@ -1,5 +1,8 @@
 //! Sender contract: errors, configuration checks, large pages, threads.
 
+mod common;
+
+use common::cache_kinds;
 use xbzrle_policy::{
     Admission, AdmissionPolicy, CacheKind, ConfigError, Outcome, RawReason, Receiver, Replacement,
     SendError, Sender, SenderConfig, Stage,
@@ -269,18 +272,7 @@ fn several_threads_keep_the_receiver_identical() {
     const PAGE: usize = 64;
     const PAGES: usize = 256;
     const THREADS: usize = 4;
-    let kinds = [
-        CacheKind::DirectMapped,
-        CacheKind::SetAssociative {
-            ways: 4,
-            replacement: Replacement::Frequency,
-        },
-        CacheKind::SetAssociative {
-            ways: 2,
-            replacement: Replacement::Lru,
-        },
-    ];
-    for cache in kinds {
+    for cache in cache_kinds() {
         let sender = Sender::new(SenderConfig {
             page_size: PAGE,
             cache_bytes: 40 * PAGE as u64,

@@ -1,7 +1,7 @@
-//! The real QEMU 7.2 streams of `shared/qemu-streams` (next to the repository, or
-//! `$QEMU_STREAMS`): record counts, rounds, every XBZRLE record the canonical encoding of
-//! its pages, guest RAM with the recorded sha256, and a copy through the writer identical
-//! to the stream byte for byte.
+//! The recorded QEMU 7.2 migration streams (`docs/data.md`; `$QEMU_STREAMS`, else their
+//! default location next to the repository): record counts, rounds, every XBZRLE record
+//! the canonical encoding of its pages, guest RAM with the recorded sha256, and a copy
+//! through the writer identical to the stream byte for byte.
 //!
 //! About 300 MB of stream each, so these are ignored by default; run them in release mode:
 //! `cargo test --release -p xbzrle-stream --test real_streams -- --ignored`.
@@ -30,7 +30,7 @@ fn streams_dir() -> PathBuf {
     dir
 }
 
-/// What the shared README and `parse.json` record for a stream.
+/// What the recording (`docs/data.md`) and its `parse.json` list for a stream.
 struct Expected {
     name: &'static str,
     bytes: u64,

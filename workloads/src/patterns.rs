@@ -305,14 +305,10 @@ mod tests {
 
     /// Maximal runs of differing bytes, as (start, length).
     fn changed_runs(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
-        let mut runs: Vec<(usize, usize)> = Vec::new();
-        for i in (0..old.len()).filter(|&i| old[i] != new[i]) {
-            match runs.last_mut() {
-                Some((start, len)) if *start + *len == i => *len += 1,
-                _ => runs.push((i, 1)),
-            }
-        }
-        runs
+        xbzrle_testkit::canonical_runs(old, new)
+            .iter()
+            .map(|run| (run.start, run.len))
+            .collect()
     }
 
     fn pair(pattern: Pattern, len: usize) -> (Vec<u8>, Vec<u8>) {

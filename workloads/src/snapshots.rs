@@ -1,9 +1,9 @@
 //! Reader for series of raw guest-RAM snapshots.
 //!
 //! A series is a folder of `snap-NN.raw` files (`NN` = 00, 01, … without gaps; file offset =
-//! guest-physical address), or the compressed form kept in `shared/guest-ram/*`:
-//! `snap-00.raw.zst` (plain zstd) followed by `snap-NN.raw.patch.zst`, each compressed with
-//! `zstd --patch-from` the previous snapshot. Compressed snapshots are decoded in memory,
+//! guest-physical address), or the compressed form of the recorded guest-RAM snapshots
+//! (`docs/data.md`): `snap-00.raw.zst` (plain zstd) followed by `snap-NN.raw.patch.zst`,
+//! each compressed with `zstd --patch-from` the previous snapshot. Compressed snapshots are decoded in memory,
 //! so nothing needs to be unpacked on disk first.
 
 use std::fs::File;

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 use xbzrle::{Encoded, Kernel};
 use xbzrle_workloads::patterns::{PAGE_SIZE, PageSet, Pattern};
 
@@ -23,7 +24,7 @@ use xbzrle_workloads::patterns::{PAGE_SIZE, PageSet, Pattern};
 #[command(after_help = "\
 Examples:
   xbzrle bench --quick
-  xbzrle bench --snapshots ../shared/guest-ram/kvstore --json bench.json
+  xbzrle bench --snapshots guest-ram/kvstore --json bench.json
   xbzrle bench --pipeline --ram 512M --dirty 128M --cache-size 256M")]
 pub(crate) struct BenchArgs {
     /// Short run (about 10 s): fewer repetitions and shorter batches.
@@ -33,7 +34,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Add real page pairs: the pages that changed between the first two snapshots in DIR
-    /// (`snap-NN.raw` or the compressed form of `shared/guest-ram/*`).
+    /// (`snap-NN.raw`, or the zstd delta chain of the recorded guest-RAM snapshots).
     #[arg(long, value_name = "DIR")]
     snapshots: Option<PathBuf>,
     /// Page pairs each synthetic case cycles over: 1 is one hot pair (in L1); 1024 is
@@ -46,6 +47,9 @@ pub(crate) struct BenchArgs {
     /// Repetitions of every case (the median is reported) [default: 7 with --quick, else 11].
     #[arg(long, value_name = "N")]
     repetitions: Option<usize>,
+    /// Milliseconds of each timed batch [default: 20 with --quick, else 60].
+    #[arg(long, value_name = "MS")]
+    batch_ms: Option<u64>,
     /// Instead of the kernels: the whole sender at guest-RAM scale against QEMU's method
     /// (cache lookup, encode, cache refresh and record for every dirty page of a pass).
     #[arg(long)]
@@ -72,12 +76,16 @@ const BASELINE_KERNEL: &str = "word";
 
 /// Runs the benchmark and prints the table (and writes the JSON if asked).
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.json {
+        crate::files::check_output_path(path, "--json")?;
+    }
     if args.pipeline {
         return pipeline::run(pipeline::PipelineArgs {
             ram: args.ram,
             dirty: args.dirty,
             cache: args.cache_size,
             passes: args.passes,
+            json: args.json,
         });
     }
     if args.working_set == 0 || args.snapshot_pages == 0 {
@@ -87,10 +95,11 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     if repetitions == 0 {
         bail!("--repetitions must be at least 1");
     }
-    let batch = Duration::from_millis(if args.quick { 20 } else { 60 });
-    if let Some(path) = &args.json {
-        crate::files::check_output_path(path, "--json")?;
+    let batch_ms = args.batch_ms.unwrap_or(if args.quick { 20 } else { 60 });
+    if batch_ms == 0 {
+        bail!("--batch-ms must be at least 1");
     }
+    let batch = Duration::from_millis(batch_ms);
 
     let mut workloads: Vec<Workload> = Pattern::ALL
         .iter()
@@ -144,21 +153,27 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     let medians = measure(&mut cases, repetitions, batch);
 
-    let cpu = cpu_info();
-    let report = Report {
-        workloads: &workloads,
-        summaries: &summaries,
-        cases: &cases,
-        medians: &medians,
-        baseline,
+    let settings = Settings {
+        page_size: PAGE_SIZE,
+        working_set_pairs: args.working_set,
+        repetitions,
+        batch_ms,
+        quick: args.quick,
+        statistic: "median ns per page over repetitions",
     };
-    print_table(&report, &cpu, &args, repetitions);
+    let report = Report::new(&workloads, &summaries, &cases, &medians, baseline, settings);
+    print!("{}", report.table());
     if let Some(path) = &args.json {
-        let value = report.to_json(&cpu, &args, repetitions, batch);
-        let text = serde_json::to_string_pretty(&value)?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
+        write_json(path, &report)?;
     }
+    Ok(())
+}
+
+/// Writes `report` as pretty JSON to `path`.
+fn write_json(path: &std::path::Path, report: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
     Ok(())
 }
 
@@ -253,6 +268,36 @@ enum Operation {
     Memcmp,
     /// `copy_from_slice` of a page: the floor for decoding.
     Memcpy,
+}
+
+impl Operation {
+    /// `encode`, `decode`, `memcmp` or `memcpy`.
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Encode(_) => "encode",
+            Operation::Decode => "decode",
+            Operation::Memcmp => "memcmp",
+            Operation::Memcpy => "memcpy",
+        }
+    }
+
+    /// The kernel of an encode.
+    fn kernel(self) -> Option<Kernel> {
+        match self {
+            Operation::Encode(kernel) => Some(kernel),
+            _ => None,
+        }
+    }
+}
+
+/// In the JSON: `"operation": NAME, "kernel": KERNEL or null`.
+impl Serialize for Operation {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut fields = serializer.serialize_struct("Operation", 2)?;
+        fields.serialize_field("operation", self.name())?;
+        fields.serialize_field("kernel", &self.kernel().map(Kernel::name))?;
+        fields.end()
+    }
 }
 
 /// One timed case: `run(n)` performs `n` page operations.
@@ -383,8 +428,13 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// CPU model and the features the kernels care about.
+#[derive(Debug, Serialize)]
 struct CpuInfo {
+    /// As `/proc/cpuinfo` names it.
     model: String,
+    /// `x86_64`, `aarch64`, ...
+    arch: &'static str,
+    /// The SIMD features relevant to the kernels that this CPU has.
     features: Vec<&'static str>,
 }
 
@@ -401,6 +451,7 @@ fn cpu_info() -> CpuInfo {
         .unwrap_or_else(|| "unknown".to_owned());
     CpuInfo {
         model,
+        arch: std::env::consts::ARCH,
         features: detected_features(),
     }
 }
@@ -441,206 +492,243 @@ fn detected_features() -> Vec<&'static str> {
     features
 }
 
-/// Everything measured, for the table and the JSON.
-struct Report<'a> {
-    workloads: &'a [Workload],
-    summaries: &'a [Summary],
-    cases: &'a [Case<'a>],
-    medians: &'a [f64],
-    baseline: Kernel,
+/// Everything `xbzrle bench` measured: the table it prints and the JSON of `--json`.
+#[derive(Debug, Serialize)]
+struct Report {
+    /// [`crate::JSON_SCHEMA_VERSION`].
+    schema_version: u32,
+    /// The machine.
+    cpu: CpuInfo,
+    /// Names of the kernels this CPU runs.
+    kernels_available: Vec<&'static str>,
+    /// The kernel the free functions use.
+    best_kernel: &'static str,
+    /// The kernel the encoders' speed-ups are relative to.
+    baseline_kernel: &'static str,
+    /// How the run measured.
+    settings: Settings,
+    /// What the time ratios are relative to.
+    floors: Floors,
+    /// One entry per workload, in column order.
+    workloads: Vec<WorkloadResult>,
 }
 
-impl Report<'_> {
-    /// Median ns per page of `operation` on workload `index`.
-    fn ns(&self, index: usize, operation: Operation) -> Option<f64> {
-        self.cases
-            .iter()
-            .zip(self.medians)
-            .find(|(case, _)| case.workload == index && case.operation == operation)
-            .map(|(_, &ns)| ns)
-    }
+/// How a run measured.
+#[derive(Debug, Serialize)]
+struct Settings {
+    /// Bytes per page.
+    page_size: usize,
+    /// Page pairs each synthetic case cycles over.
+    working_set_pairs: usize,
+    /// Timed rounds of every case.
+    repetitions: usize,
+    /// Milliseconds per timed batch.
+    batch_ms: u64,
+    /// Whether `--quick` was given.
+    quick: bool,
+    /// What a time is.
+    statistic: &'static str,
+}
 
-    /// Rows of one workload: (operation, ns, speedup vs baseline kernel, time / floor).
-    fn rows(&self, index: usize) -> Vec<Row> {
-        let memcmp = self.ns(index, Operation::Memcmp);
-        let memcpy = self.ns(index, Operation::Memcpy);
-        let baseline = self.ns(index, Operation::Encode(self.baseline));
-        self.cases
-            .iter()
-            .zip(self.medians)
-            .filter(|(case, _)| case.workload == index)
-            .map(|(case, &ns)| {
-                let (speedup, floor) = match case.operation {
-                    Operation::Encode(_) => (baseline.map(|b| b / ns), memcmp.map(|f| ns / f)),
-                    Operation::Decode => (None, memcpy.map(|f| ns / f)),
-                    Operation::Memcmp | Operation::Memcpy => (None, None),
-                };
-                Row {
-                    operation: case.operation,
-                    ns,
-                    speedup,
-                    floor,
-                }
-            })
-            .collect()
-    }
+/// The operations the time ratios are relative to.
+#[derive(Debug, Serialize)]
+struct Floors {
+    /// For encoders.
+    encode: &'static str,
+    /// For the decoder.
+    decode: &'static str,
+}
 
-    fn to_json(
-        &self,
-        cpu: &CpuInfo,
-        args: &BenchArgs,
-        repetitions: usize,
-        batch: Duration,
-    ) -> Value {
-        let workloads: Vec<Value> = self
-            .workloads
+/// The floors of every run.
+const FLOORS: Floors = Floors {
+    encode: "memcmp: == of the page with an equal copy",
+    decode: "memcpy: copy_from_slice of the page",
+};
+
+/// One workload's results.
+#[derive(Debug, Serialize)]
+struct WorkloadResult {
+    /// Pattern name, or the snapshot folder's name.
+    name: String,
+    /// One line for people.
+    description: String,
+    /// Page pairs.
+    pairs: usize,
+    /// Mean delta bytes per pair (overflowing pairs count a full page).
+    mean_delta_bytes: f64,
+    /// Pairs whose delta overflows a page.
+    overflows: usize,
+    /// Identical pairs.
+    unchanged: usize,
+    /// One row per case, in measuring order.
+    results: Vec<Row>,
+}
+
+/// One case's result.
+#[derive(Debug, Serialize)]
+struct Row {
+    /// What was timed (`operation` and `kernel` in the JSON).
+    #[serde(flatten)]
+    operation: Operation,
+    /// Median nanoseconds per page.
+    ns_per_page: f64,
+    /// Page bytes per nanosecond.
+    gb_per_s: f64,
+    /// Encoders: the baseline kernel's time over this one's.
+    speedup_vs_baseline_kernel: Option<f64>,
+    /// Encoders and decoder: this time over the floor's.
+    time_vs_floor: Option<f64>,
+}
+
+impl Report {
+    /// The report of `cases` measured at `medians` ns per page.
+    fn new(
+        workloads: &[Workload],
+        summaries: &[Summary],
+        cases: &[Case<'_>],
+        medians: &[f64],
+        baseline: Kernel,
+        settings: Settings,
+    ) -> Self {
+        let workloads = workloads
             .iter()
-            .zip(self.summaries)
+            .zip(summaries)
             .enumerate()
             .map(|(index, (workload, summary))| {
-                let rows: Vec<Value> = self
-                    .rows(index)
+                let timed: Vec<(Operation, f64)> = cases
                     .iter()
-                    .map(|row| {
-                        json!({
-                            "operation": row.operation_name(),
-                            "kernel": row.kernel_name(),
-                            "ns_per_page": row.ns,
-                            "gb_per_s": gb_per_s(row.ns),
-                            "speedup_vs_baseline_kernel": row.speedup,
-                            "time_vs_floor": row.floor,
-                        })
-                    })
+                    .zip(medians)
+                    .filter(|(case, _)| case.workload == index)
+                    .map(|(case, &ns)| (case.operation, ns))
                     .collect();
-                json!({
-                    "name": workload.name,
-                    "description": workload.description,
-                    "pairs": workload.set.len(),
-                    "mean_delta_bytes": summary.mean_delta,
-                    "overflows": summary.overflows,
-                    "unchanged": summary.unchanged,
-                    "results": rows,
-                })
+                WorkloadResult {
+                    name: workload.name.clone(),
+                    description: workload.description.clone(),
+                    pairs: workload.set.len(),
+                    mean_delta_bytes: summary.mean_delta,
+                    overflows: summary.overflows,
+                    unchanged: summary.unchanged,
+                    results: rows(&timed, baseline),
+                }
             })
             .collect();
-        json!({
-            "schema_version": crate::JSON_SCHEMA_VERSION,
-            "cpu": { "model": cpu.model, "arch": std::env::consts::ARCH, "features": cpu.features },
-            "kernels_available": Kernel::available().map(Kernel::name).collect::<Vec<_>>(),
-            "best_kernel": Kernel::best().name(),
-            "baseline_kernel": self.baseline.name(),
-            "settings": {
-                "page_size": PAGE_SIZE,
-                "working_set_pairs": args.working_set,
-                "repetitions": repetitions,
-                "batch_ms": batch.as_millis() as u64,
-                "quick": args.quick,
-                "statistic": "median ns per page over repetitions",
-            },
-            "floors": {
-                "encode": "memcmp: == of the page with an equal copy",
-                "decode": "memcpy: copy_from_slice of the page",
-            },
-            "workloads": workloads,
+        Report {
+            schema_version: crate::JSON_SCHEMA_VERSION,
+            cpu: cpu_info(),
+            kernels_available: Kernel::available().map(Kernel::name).collect(),
+            best_kernel: Kernel::best().name(),
+            baseline_kernel: baseline.name(),
+            settings,
+            floors: FLOORS,
+            workloads,
+        }
+    }
+
+    /// The table: a row per kernel and floor, a column per workload.
+    fn table(&self) -> String {
+        let mut out = String::new();
+        let mut line = |text: String| {
+            out += &text;
+            out.push('\n');
+        };
+        let settings = &self.settings;
+        line(format!("CPU: {} ({})", self.cpu.model, self.cpu.arch));
+        line(format!("features: {}", self.cpu.features.join(" ")));
+        line(format!(
+            "kernels: {} (best: {}); {}-byte pages, {} synthetic pair(s) per case, median of {} repetitions",
+            self.kernels_available.join(" "),
+            self.best_kernel,
+            settings.page_size,
+            settings.working_set_pairs,
+            settings.repetitions
+        ));
+        line(format!(
+            "cells: GB/s, and for encoders (xN) = speedup over the {} kernel; ratios: time / floor time",
+            self.baseline_kernel
+        ));
+        line(String::new());
+        let mut header = format!("{:<22}", "");
+        for workload in &self.workloads {
+            header += &format!(" {:>13}", workload.name);
+        }
+        line(header);
+        let mut row = |label: String, cell: &dyn Fn(&WorkloadResult) -> Option<String>| {
+            let mut text = format!("{label:<22}");
+            for workload in &self.workloads {
+                text += &format!(" {:>13}", cell(workload).unwrap_or_else(|| "-".to_owned()));
+            }
+            line(text);
+        };
+        let best = Kernel::best();
+        for kernel in Kernel::available() {
+            row(format!("encode {kernel}"), &|w| {
+                let timed = w.find(Operation::Encode(kernel))?;
+                let speedup = timed
+                    .speedup_vs_baseline_kernel
+                    .map_or_else(String::new, |s| format!(" x{s:.2}"));
+                Some(format!("{:.2}{speedup}", timed.gb_per_s))
+            });
+        }
+        let speed = |operation| {
+            move |w: &WorkloadResult| w.find(operation).map(|r| format!("{:.2}", r.gb_per_s))
+        };
+        let floor = |operation| {
+            move |w: &WorkloadResult| {
+                let ratio = w.find(operation)?.time_vs_floor?;
+                Some(format!("{ratio:.2}"))
+            }
+        };
+        row("memcmp (floor)".to_owned(), &speed(Operation::Memcmp));
+        row(format!("{best} / memcmp"), &floor(Operation::Encode(best)));
+        row("decode".to_owned(), &speed(Operation::Decode));
+        row("memcpy (floor)".to_owned(), &speed(Operation::Memcpy));
+        row("decode / memcpy".to_owned(), &floor(Operation::Decode));
+        row("mean delta bytes".to_owned(), &|w| {
+            Some(format!("{:.0}", w.mean_delta_bytes))
+        });
+        out
+    }
+}
+
+impl WorkloadResult {
+    /// The row of `operation`, if it was timed.
+    fn find(&self, operation: Operation) -> Option<&Row> {
+        self.results.iter().find(|row| row.operation == operation)
+    }
+}
+
+/// The rows of one workload's `timed` cases: speed-ups over the `baseline` kernel's encode,
+/// times over the floors (memcmp for encoders, memcpy for the decoder).
+fn rows(timed: &[(Operation, f64)], baseline: Kernel) -> Vec<Row> {
+    let ns = |operation: Operation| {
+        timed
+            .iter()
+            .find(|(o, _)| *o == operation)
+            .map(|&(_, ns)| ns)
+    };
+    let memcmp = ns(Operation::Memcmp);
+    let memcpy = ns(Operation::Memcpy);
+    let baseline = ns(Operation::Encode(baseline));
+    timed
+        .iter()
+        .map(|&(operation, ns)| {
+            let (speedup, floor) = match operation {
+                Operation::Encode(_) => (baseline.map(|b| b / ns), memcmp.map(|f| ns / f)),
+                Operation::Decode => (None, memcpy.map(|f| ns / f)),
+                Operation::Memcmp | Operation::Memcpy => (None, None),
+            };
+            Row {
+                operation,
+                ns_per_page: ns,
+                gb_per_s: gb_per_s(ns),
+                speedup_vs_baseline_kernel: speedup,
+                time_vs_floor: floor,
+            }
         })
-    }
-}
-
-/// One line of the table.
-struct Row {
-    operation: Operation,
-    ns: f64,
-    speedup: Option<f64>,
-    floor: Option<f64>,
-}
-
-impl Row {
-    fn operation_name(&self) -> &'static str {
-        match self.operation {
-            Operation::Encode(_) => "encode",
-            Operation::Decode => "decode",
-            Operation::Memcmp => "memcmp",
-            Operation::Memcpy => "memcpy",
-        }
-    }
-
-    fn kernel_name(&self) -> Option<&'static str> {
-        match self.operation {
-            Operation::Encode(kernel) => Some(kernel.name()),
-            _ => None,
-        }
-    }
+        .collect()
 }
 
 /// Page bytes per nanosecond = GB/s (10^9 bytes).
 fn gb_per_s(ns: f64) -> f64 {
     PAGE_SIZE as f64 / ns
-}
-
-/// Prints one matrix: a row per kernel and floor, a column per workload.
-fn print_table(report: &Report<'_>, cpu: &CpuInfo, args: &BenchArgs, repetitions: usize) {
-    println!("CPU: {} ({})", cpu.model, std::env::consts::ARCH);
-    println!("features: {}", cpu.features.join(" "));
-    println!(
-        "kernels: {} (best: {}); {PAGE_SIZE}-byte pages, {} synthetic pair(s) per case, median of {repetitions} repetitions",
-        Kernel::available()
-            .map(Kernel::name)
-            .collect::<Vec<_>>()
-            .join(" "),
-        Kernel::best(),
-        args.working_set
-    );
-    println!(
-        "cells: GB/s, and for encoders (xN) = speedup over the {} kernel; ratios: time / floor time",
-        report.baseline
-    );
-    println!();
-    let columns = report.workloads.len();
-    let mut header = format!("{:<22}", "");
-    for workload in report.workloads {
-        header += &format!(" {:>13}", workload.name);
-    }
-    println!("{header}");
-    let rows: Vec<Vec<Row>> = (0..columns).map(|index| report.rows(index)).collect();
-    let find = |index: usize, operation: Operation| {
-        rows[index].iter().find(|row| row.operation == operation)
-    };
-    let line = |label: String, cell: &dyn Fn(usize) -> Option<String>| {
-        let mut text = format!("{label:<22}");
-        for index in 0..columns {
-            text += &format!(" {:>13}", cell(index).unwrap_or_else(|| "-".to_owned()));
-        }
-        println!("{text}");
-    };
-    for kernel in Kernel::available() {
-        line(format!("encode {kernel}"), &|index| {
-            let row = find(index, Operation::Encode(kernel))?;
-            let speedup = row
-                .speedup
-                .map_or_else(String::new, |s| format!(" x{s:.2}"));
-            Some(format!("{:.2}{speedup}", gb_per_s(row.ns)))
-        });
-    }
-    line("memcmp (floor)".to_owned(), &|index| {
-        find(index, Operation::Memcmp).map(|row| format!("{:.2}", gb_per_s(row.ns)))
-    });
-    line(format!("{} / memcmp", Kernel::best()), &|index| {
-        let row = find(index, Operation::Encode(Kernel::best()))?;
-        row.floor.map(|f| format!("{f:.2}"))
-    });
-    line("decode".to_owned(), &|index| {
-        find(index, Operation::Decode).map(|row| format!("{:.2}", gb_per_s(row.ns)))
-    });
-    line("memcpy (floor)".to_owned(), &|index| {
-        find(index, Operation::Memcpy).map(|row| format!("{:.2}", gb_per_s(row.ns)))
-    });
-    line("decode / memcpy".to_owned(), &|index| {
-        find(index, Operation::Decode)?
-            .floor
-            .map(|f| format!("{f:.2}"))
-    });
-    line("mean delta bytes".to_owned(), &|index| {
-        let summary = &report.summaries[index];
-        Some(format!("{:.0}", summary.mean_delta))
-    });
 }

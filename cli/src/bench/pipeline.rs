@@ -5,22 +5,87 @@
 //! from two threads. Passes are interleaved (each pass dirties the pages once, then every
 //! method saves them, in a rotating order), and the median pass gives the time per page.
 
+use std::path::PathBuf;
+
 use anyhow::bail;
+use serde::Serialize;
 use xbzrle_benches::pipeline::{
     Guest, Method, PAGE, QemuEncoder, QemuMethod, measure_pass, setups, warm_up,
 };
 use xbzrle_policy::Sender;
 
-use super::median;
+use super::{median, write_json};
 use crate::units::format_size;
 
 /// Sizes of the pipeline run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct PipelineArgs {
+    /// Guest RAM bytes.
     pub(crate) ram: u64,
+    /// Bytes dirtied and saved per pass.
     pub(crate) dirty: u64,
+    /// XBZRLE cache bytes.
     pub(crate) cache: u64,
+    /// Measured passes.
     pub(crate) passes: usize,
+    /// Where to write the JSON, if anywhere.
+    pub(crate) json: Option<PathBuf>,
+}
+
+/// Everything `xbzrle bench --pipeline` measured (the JSON of `--json`).
+#[derive(Debug, Serialize)]
+struct PipelineReport {
+    /// [`crate::JSON_SCHEMA_VERSION`].
+    schema_version: u32,
+    /// `pipeline` (the kernel benchmark's JSON has no such field).
+    benchmark: &'static str,
+    /// The sizes.
+    settings: PipelineSettings,
+    /// One entry per cache setup.
+    setups: Vec<SetupResult>,
+}
+
+/// The sizes of a pipeline run.
+#[derive(Debug, Serialize)]
+struct PipelineSettings {
+    /// Bytes per page.
+    page_size: usize,
+    /// Guest RAM bytes.
+    ram_bytes: u64,
+    /// Bytes dirtied and saved per pass.
+    dirty_bytes_per_pass: u64,
+    /// XBZRLE cache bytes.
+    cache_bytes: u64,
+    /// Measured passes.
+    passes: usize,
+    /// What a time is.
+    statistic: &'static str,
+}
+
+/// The methods measured on one cache setup.
+#[derive(Debug, Serialize)]
+struct SetupResult {
+    /// `direct-mapped` (QEMU's) or `16-way`.
+    cache: &'static str,
+    /// One entry per method, in table order.
+    methods: Vec<MethodResult>,
+}
+
+/// One method's result.
+#[derive(Debug, Serialize)]
+struct MethodResult {
+    /// What saved the pages.
+    method: &'static str,
+    /// Median nanoseconds per dirty page.
+    ns_per_page: f64,
+    /// QEMU's method with its word encoder: its time over this one's (direct-mapped only).
+    speedup_vs_qemu_word: Option<f64>,
+    /// QEMU's method with `xbzrle::encode`: its time over this one's (direct-mapped only).
+    speedup_vs_qemu_library: Option<f64>,
+    /// Bytes of the records of the last measured pass.
+    record_bytes: u64,
+    /// The sender's cache misses over the whole run (QEMU's method does not count them).
+    cache_misses: Option<u64>,
 }
 
 /// Runs the pipeline benchmark and prints one table per cache setup.
@@ -50,6 +115,7 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
         format_size(args.cache),
         args.passes
     );
+    let mut results = Vec::new();
     for ((setup, config), (_, two_shards)) in setups(cache, 1).into_iter().zip(setups(cache, 2)) {
         let mut named: Vec<(&str, Method)> = Vec::new();
         if setup == "direct-mapped" {
@@ -98,7 +164,48 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
             }
         }
         let medians: Vec<f64> = ns_per_page.into_iter().map(median).collect();
-        print_table(setup, &names, &medians, &bytes_per_pass, &methods);
+        let baseline = |name: &str| names.iter().position(|n| *n == name).map(|i| medians[i]);
+        let (word, library) = (baseline(QEMU_WORD), baseline(QEMU_LIBRARY));
+        let methods = names
+            .iter()
+            .zip(&methods)
+            .zip(medians.iter().zip(&bytes_per_pass))
+            .map(|((&method, saver), (&ns, &record_bytes))| MethodResult {
+                method,
+                ns_per_page: ns,
+                speedup_vs_qemu_word: word.map(|b| b / ns),
+                speedup_vs_qemu_library: library.map(|b| b / ns),
+                record_bytes,
+                cache_misses: match saver {
+                    Method::Sender { sender, .. } | Method::SenderBatch(sender) => {
+                        Some(sender.stats().xbzrle_cache.cache_miss)
+                    }
+                    Method::Qemu(_) => None,
+                },
+            })
+            .collect();
+        let result = SetupResult {
+            cache: setup,
+            methods,
+        };
+        print_table(&result);
+        results.push(result);
+    }
+    if let Some(path) = &args.json {
+        let report = PipelineReport {
+            schema_version: crate::JSON_SCHEMA_VERSION,
+            benchmark: "pipeline",
+            settings: PipelineSettings {
+                page_size: PAGE,
+                ram_bytes: args.ram,
+                dirty_bytes_per_pass: args.dirty,
+                cache_bytes: args.cache,
+                passes: args.passes,
+                statistic: "median ns per dirty page over the measured passes",
+            },
+            setups: results,
+        };
+        write_json(path, &report)?;
     }
     Ok(())
 }
@@ -107,30 +214,24 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
 const QEMU_WORD: &str = "QEMU's method, word encoder";
 const QEMU_LIBRARY: &str = "QEMU's method, xbzrle::encode";
 
-fn print_table(setup: &str, names: &[&str], medians: &[f64], bytes: &[u64], methods: &[Method]) {
-    let baseline = |name: &str| names.iter().position(|n| *n == name).map(|i| medians[i]);
-    let (word, library) = (baseline(QEMU_WORD), baseline(QEMU_LIBRARY));
-    println!("\n{setup} cache");
+/// Prints the table of one cache setup.
+fn print_table(result: &SetupResult) {
+    println!("\n{} cache", result.cache);
     println!(
         "  {:<30} {:>8} {:>12} {:>11} {:>12}  cache misses",
         "method", "ns/page", "÷ QEMU word", "÷ QEMU lib", "record bytes"
     );
-    for (i, name) in names.iter().enumerate() {
-        let ratio = |base: Option<f64>| {
-            base.map_or_else(|| "-".to_owned(), |b| format!("{:.2}x", b / medians[i]))
-        };
-        let misses = match &methods[i] {
-            Method::Sender { sender, .. } | Method::SenderBatch(sender) => {
-                sender.stats().xbzrle_cache.cache_miss.to_string()
-            }
-            Method::Qemu(_) => "-".to_owned(),
-        };
+    let ratio = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x"));
+    let count = |c: Option<u64>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
+    for m in &result.methods {
         println!(
-            "  {name:<30} {:>8.0} {:>12} {:>11} {:>12}  {misses}",
-            medians[i],
-            ratio(word),
-            ratio(library),
-            bytes[i]
+            "  {:<30} {:>8.0} {:>12} {:>11} {:>12}  {}",
+            m.method,
+            m.ns_per_page,
+            ratio(m.speedup_vs_qemu_word),
+            ratio(m.speedup_vs_qemu_library),
+            m.record_bytes,
+            count(m.cache_misses)
         );
     }
 }

@@ -3,13 +3,16 @@
 
 use anyhow::{Context, anyhow, ensure};
 use indicatif::ProgressBar;
-use serde::Serialize;
 use xbzrle_policy::wire::{Body, Record};
 use xbzrle_policy::{Receiver, Sender, SenderStats, Stage};
 use xbzrle_workloads::snapshots::SnapshotSeries;
 
 use super::guest::Guest;
 use super::memory::{DirtyLog, GuestMemory, Image, PageSource, differing_pages};
+use super::result::{
+    Check, Converged, Convergence, PassRecord, PolicyResult, StopReason, Table, Verification,
+};
+use super::settings::{Rule, Settings};
 use crate::policy::Policy;
 
 /// The guest runs in steps of at most this much simulated time (1 ms, about 8 raw pages
@@ -22,256 +25,9 @@ const WIRE_BATCH: usize = 4 << 20;
 /// How many mismatching page numbers a report lists.
 const MISMATCHES_LISTED: usize = 16;
 
-/// When the source may stop the guest and finish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Rule {
-    /// QEMU: when the raw dirty set (dirty pages x page size) fits in bandwidth x downtime
-    /// limit; XBZRLE's savings never count.
-    Qemu,
-    /// When the bytes the last stage will send, as the sender estimates them from the
-    /// last pass (encoding rate, misses, zero and skipped pages), fit in bandwidth x
-    /// downtime limit. Used once a pass after the bulk stage has been measured.
-    Estimate,
-}
-
-/// Everything a run needs besides the workload and the policies.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Settings {
-    /// Page size in bytes.
-    pub(crate) page_size: usize,
-    /// Cache budget in bytes.
-    pub(crate) cache_size: u64,
-    /// Bandwidth limit in bytes per second.
-    pub(crate) bandwidth: u64,
-    /// Downtime limit in milliseconds.
-    pub(crate) downtime_limit_ms: u64,
-    /// The rule that stops the guest.
-    pub(crate) converge: Rule,
-    /// Most passes after the bulk stage before the guest is stopped anyway.
-    pub(crate) max_passes: usize,
-    /// Simulated seconds after which the guest is stopped anyway.
-    pub(crate) max_time_s: f64,
-    /// Simulated milliseconds each dirty sync takes.
-    pub(crate) sync_time_ms: f64,
-}
-
-impl Settings {
-    /// Bytes that may be sent within the downtime limit.
-    pub(crate) fn threshold(&self) -> u64 {
-        let bytes = u128::from(self.bandwidth) * u128::from(self.downtime_limit_ms) / 1000;
-        u64::try_from(bytes).unwrap_or(u64::MAX)
-    }
-
-    /// Seconds the wire needs for `bytes`.
-    fn seconds(&self, bytes: usize) -> f64 {
-        bytes as f64 / self.bandwidth as f64
-    }
-
-    /// Seconds one dirty sync takes.
-    fn sync_time(&self) -> f64 {
-        self.sync_time_ms / 1000.0
-    }
-}
-
-/// The convergence check at a dirty sync.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub(crate) struct Check {
-    /// Dirty pages x page size.
-    pub(crate) dirty_bytes: u64,
-    /// Bandwidth x downtime limit.
-    pub(crate) threshold_bytes: u64,
-    /// Whether QEMU's rule holds.
-    pub(crate) qemu_rule: bool,
-    /// The sender's estimate of the bytes to send the dirty set now (none until a pass
-    /// after the bulk stage has been measured).
-    pub(crate) estimated_bytes: Option<u64>,
-    /// Whether the estimate rule holds.
-    pub(crate) estimate_rule: bool,
-}
-
-impl Check {
-    /// Whether `rule` holds.
-    pub(crate) fn holds(&self, rule: Rule) -> bool {
-        match rule {
-            Rule::Qemu => self.qemu_rule,
-            Rule::Estimate => self.estimate_rule,
-        }
-    }
-}
-
-/// Why the guest was stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum StopReason {
-    /// QEMU's rule held (chosen with `--converge qemu`).
-    QemuRule,
-    /// The estimate rule held (chosen with `--converge estimate`).
-    EstimateRule,
-    /// `--max-passes` passes after the first were done.
-    MaxPasses,
-    /// `--max-time` simulated seconds had passed.
-    MaxTime,
-    /// A replay ran out of snapshots: the last one is the last stage.
-    LastSnapshot,
-}
-
-impl StopReason {
-    /// Stopped because `rule` held.
-    fn converged(rule: Rule) -> Self {
-        match rule {
-            Rule::Qemu => Self::QemuRule,
-            Rule::Estimate => Self::EstimateRule,
-        }
-    }
-
-    /// For tables.
-    pub(crate) fn describe(self) -> &'static str {
-        match self {
-            Self::QemuRule => "converged (qemu rule)",
-            Self::EstimateRule => "converged (estimate rule)",
-            Self::MaxPasses => "forced: --max-passes",
-            Self::MaxTime => "forced: --max-time",
-            Self::LastSnapshot => "last snapshot",
-        }
-    }
-}
-
-/// What one pass sent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct PassRecord {
-    /// 0 for the first pass.
-    pub(crate) pass: usize,
-    /// The sender's stage: `bulk`, `iterative` or `last`.
-    pub(crate) stage: &'static str,
-    /// Simulated time at the start of the pass, seconds.
-    pub(crate) start_s: f64,
-    /// Simulated duration, seconds.
-    pub(crate) duration_s: f64,
-    /// Dirty pages sent.
-    pub(crate) dirty_pages: u64,
-    /// Bytes of records sent.
-    pub(crate) wire_bytes: u64,
-    /// Zero-page records.
-    pub(crate) zero_pages: u64,
-    /// Raw-page records.
-    pub(crate) raw_pages: u64,
-    /// XBZRLE records.
-    pub(crate) xbzrle_records: u64,
-    /// Cached and unchanged: nothing sent.
-    pub(crate) skipped_pages: u64,
-    /// Cache hits (QEMU's `xbzrle pages`).
-    pub(crate) cache_hits: u64,
-    /// Cache misses.
-    pub(crate) cache_misses: u64,
-    /// The convergence check at the sync before this pass (none before the first).
-    pub(crate) check: Option<Check>,
-}
-
-/// The rows of QEMU's `info migrate` that commit 5cc11c46 compared, plus the two rates.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct Table {
-    /// Simulated time from start to end, ms.
-    pub(crate) total_time_ms: u64,
-    /// Simulated time the guest was stopped, ms.
-    pub(crate) downtime_ms: u64,
-    /// Bytes of records sent, KiB.
-    pub(crate) transferred_ram_kib: u64,
-    /// Dirty bytes not sent at the end, KiB.
-    pub(crate) remaining_ram_kib: u64,
-    /// Guest RAM, KiB.
-    pub(crate) total_ram_kib: u64,
-    /// Zero-page records.
-    pub(crate) duplicate_pages: u64,
-    /// Raw-page records.
-    pub(crate) normal_pages: u64,
-    /// Raw pages x page size, KiB.
-    pub(crate) normal_bytes_kib: u64,
-    /// Cache budget, bytes.
-    pub(crate) cache_size_bytes: u64,
-    /// XBZRLE payload bytes (overflows count a page), KiB.
-    pub(crate) xbzrle_transferred_kib: u64,
-    /// Cache hits.
-    pub(crate) xbzrle_pages: u64,
-    /// Cache misses.
-    pub(crate) xbzrle_cache_miss: u64,
-    /// Hits whose delta did not fit a page.
-    pub(crate) xbzrle_overflow: u64,
-    /// Misses / pages processed in the last pass before the last stage.
-    pub(crate) cache_miss_rate: f64,
-    /// Hits x page size / XBZRLE bytes in the last pass before the last stage.
-    pub(crate) encoding_rate: f64,
-}
-
-/// When each rule would first have let the guest stop.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub(crate) struct Converged {
-    /// The pass that would have been the last stage.
-    pub(crate) pass: usize,
-    /// Simulated time of that sync, seconds.
-    pub(crate) time_s: f64,
-}
-
-/// Convergence of one run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct Convergence {
-    /// First sync at which QEMU's rule held (none: never during the run).
-    pub(crate) qemu_rule: Option<Converged>,
-    /// First sync at which the estimate rule held.
-    pub(crate) estimate_rule: Option<Converged>,
-    /// Why the guest was stopped.
-    pub(crate) stopped_by: StopReason,
-    /// The sender's estimate for the last stage, when it had one.
-    pub(crate) last_stage_estimated_bytes: Option<u64>,
-    /// Bytes the last stage really sent.
-    pub(crate) last_stage_bytes: u64,
-}
-
-/// The page-by-page comparison of destination and source at the end.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct Verification {
-    /// No page differs.
-    pub(crate) verified: bool,
-    /// Pages compared.
-    pub(crate) pages_compared: u64,
-    /// Pages that differ.
-    pub(crate) mismatched_pages: u64,
-    /// The first of them.
-    pub(crate) first_mismatches: Vec<u64>,
-    /// Destination pages holding memory (the others are zero and cost nothing).
-    pub(crate) allocated_pages: u64,
-}
-
-/// Everything one policy's run produced.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct PolicyResult {
-    /// Policy name.
-    pub(crate) policy: String,
-    /// What the policy is.
-    pub(crate) description: String,
-    /// QEMU's figures.
-    pub(crate) table: Table,
-    /// Bytes of records sent (= received and applied).
-    pub(crate) wire_bytes: u64,
-    /// Of those, bytes sent after the first pass: where policies differ (the first pass
-    /// sends every page raw or as a zero page under any policy).
-    pub(crate) wire_bytes_after_first_pass: u64,
-    /// XBZRLE records sent.
-    pub(crate) xbzrle_records: u64,
-    /// Hits whose page was unchanged (nothing sent).
-    pub(crate) skipped_pages: u64,
-    /// Passes between the first pass and the last stage.
-    pub(crate) iterative_passes: usize,
-    /// Convergence.
-    pub(crate) convergence: Convergence,
-    /// Destination check.
-    pub(crate) destination: Verification,
-    /// Pass by pass, first pass to last stage.
-    pub(crate) passes: Vec<PassRecord>,
-}
-
-/// Sender, wire and receiver with the destination RAM.
-struct Link {
+/// The migration channel of one policy: its sender, the records on the wire, the
+/// destination's receiver and RAM.
+struct Channel {
     /// The policy's sender.
     sender: Sender,
     /// The destination's receiver.
@@ -284,8 +40,8 @@ struct Link {
     delivered: u64,
 }
 
-impl Link {
-    /// A link for a guest of `pages` pages, the destination all zeros.
+impl Channel {
+    /// A channel for a guest of `pages` pages, the destination all zeros.
     fn new(policy: &Policy, settings: &Settings, pages: usize) -> anyhow::Result<Self> {
         let config = policy.config(settings.page_size, settings.cache_size, pages);
         let sender = Sender::new(config).map_err(|e| anyhow!("policy {}: {e}", policy.name))?;
@@ -346,14 +102,14 @@ impl Link {
     }
 }
 
-/// One policy's migration in progress.
-pub(crate) struct Column<'a> {
-    /// The policy of this column.
+/// One policy's migration in progress (one column of the report's table).
+pub(crate) struct Migration<'a> {
+    /// The policy migrating.
     policy: Policy,
     /// Link and convergence settings.
     settings: &'a Settings,
     /// Sender, wire, receiver, destination.
-    link: Link,
+    channel: Channel,
     /// Simulated seconds since the start.
     now: f64,
     /// When the guest was stopped.
@@ -372,19 +128,19 @@ pub(crate) struct PassStart {
     check: Option<Check>,
 }
 
-impl<'a> Column<'a> {
+impl<'a> Migration<'a> {
     /// A migration of a guest of `pages` pages under `policy`; the first pass may start.
     pub(crate) fn new(
         policy: &Policy,
         settings: &'a Settings,
         pages: usize,
     ) -> anyhow::Result<Self> {
-        let link = Link::new(policy, settings, pages)?;
-        policy.first_sync(&link.sender);
+        let channel = Channel::new(policy, settings, pages)?;
+        policy.first_sync(&channel.sender);
         Ok(Self {
             policy: policy.clone(),
             settings,
-            link,
+            channel,
             now: 0.0,
             stopped_at: None,
             passes: Vec::new(),
@@ -405,13 +161,13 @@ impl<'a> Column<'a> {
     /// time and evaluates both convergence rules.
     pub(crate) fn sync(&mut self, dirty_pages: usize) -> Check {
         self.now += self.settings.sync_time();
-        self.link.sender.start_pass();
+        self.channel.sender.start_pass();
         let dirty_pages = dirty_pages as u64;
         let threshold = self.settings.threshold();
         let dirty_bytes = dirty_pages.saturating_mul(self.settings.page_size as u64);
         // The estimate needs a measured pass after the bulk stage.
         let estimated_bytes = (self.passes.len() >= 2)
-            .then(|| self.link.sender.estimate_last_stage_bytes(dirty_pages));
+            .then(|| self.channel.sender.estimate_last_stage_bytes(dirty_pages));
         Check {
             dirty_bytes,
             threshold_bytes: threshold,
@@ -438,13 +194,13 @@ impl<'a> Column<'a> {
     pub(crate) fn stop_guest(&mut self) {
         self.stopped_at = Some(self.now);
         self.now += self.settings.sync_time();
-        self.link.sender.start_last_stage();
+        self.channel.sender.start_last_stage();
     }
 
     /// Marks the start of a pass that follows a sync with `check`.
     pub(crate) fn begin_pass(&self, check: Option<Check>) -> PassStart {
         PassStart {
-            stats: self.link.sender.stats(),
+            stats: self.channel.sender.stats(),
             start_s: self.now,
             check,
         }
@@ -452,7 +208,7 @@ impl<'a> Column<'a> {
 
     /// Sends one page; returns the simulated seconds it took on the wire.
     pub(crate) fn send(&mut self, page: u64, data: &[u8]) -> anyhow::Result<f64> {
-        let len = self.link.send(page, data)?;
+        let len = self.channel.send(page, data)?;
         let seconds = self.settings.seconds(len);
         self.now += seconds;
         Ok(seconds)
@@ -460,8 +216,8 @@ impl<'a> Column<'a> {
 
     /// Ends the pass that `start` began: the receiver applies the rest of the wire.
     pub(crate) fn end_pass(&mut self, start: PassStart) -> anyhow::Result<()> {
-        self.link.deliver()?;
-        let (before, after) = (&start.stats, self.link.sender.stats());
+        self.channel.deliver()?;
+        let (before, after) = (&start.stats, self.channel.sender.stats());
         let stage = match after.stage {
             Stage::Bulk => "bulk",
             Stage::Iterative => "iterative",
@@ -507,16 +263,16 @@ impl<'a> Column<'a> {
         stopped_by: StopReason,
         remaining_pages: usize,
     ) -> anyhow::Result<PolicyResult> {
-        self.link.deliver()?;
-        let stats = self.link.sender.stats();
+        self.channel.deliver()?;
+        let stats = self.channel.sender.stats();
         ensure!(
-            self.link.delivered == stats.wire_bytes,
+            self.channel.delivered == stats.wire_bytes,
             "policy {}: the receiver applied {} bytes but the sender wrote {}",
             self.policy.name,
-            self.link.delivered,
+            self.channel.delivered,
             stats.wire_bytes
         );
-        let mismatched = differing_pages(&self.link.dest, source);
+        let mismatched = differing_pages(&self.channel.dest, source);
         let page_kib = |pages: u64| pages * self.settings.page_size as u64 / 1024;
         let cache = stats.xbzrle_cache;
         let first_where = |rule: Rule| {
@@ -544,7 +300,7 @@ impl<'a> Column<'a> {
                 downtime_ms: (downtime * 1000.0).round() as u64,
                 transferred_ram_kib: stats.wire_bytes / 1024,
                 remaining_ram_kib: page_kib(remaining_pages as u64),
-                total_ram_kib: page_kib(self.link.dest.len() as u64),
+                total_ram_kib: page_kib(self.channel.dest.len() as u64),
                 duplicate_pages: stats.zero_pages,
                 normal_pages: stats.raw_pages,
                 normal_bytes_kib: page_kib(stats.raw_pages),
@@ -564,10 +320,10 @@ impl<'a> Column<'a> {
             convergence,
             destination: Verification {
                 verified: mismatched.is_empty(),
-                pages_compared: source.page_count().max(self.link.dest.len()) as u64,
+                pages_compared: source.page_count().max(self.channel.dest.len()) as u64,
                 mismatched_pages: mismatched.len() as u64,
                 first_mismatches: mismatched.into_iter().take(MISMATCHES_LISTED).collect(),
-                allocated_pages: self.link.dest.allocated_pages() as u64,
+                allocated_pages: self.channel.dest.allocated_pages() as u64,
             },
             passes: self.passes,
         })
@@ -606,50 +362,54 @@ pub(crate) fn migrate_guest(
     progress: &ProgressBar,
 ) -> anyhow::Result<PolicyResult> {
     let pages = guest.memory().len();
-    let mut column = Column::new(policy, settings, pages)?;
+    let mut migration = Migration::new(policy, settings, pages)?;
     let mut dirty = DirtyLog::new(pages);
     let mut clock = GuestClock { owed: 0.0 };
-    let mut send_pass = |column: &mut Column<'_>,
+    let mut send_pass = |migration: &mut Migration<'_>,
                          guest: &mut dyn Guest,
                          dirty: &mut DirtyLog,
                          pages: &[u64],
                          check: Option<Check>,
                          running: bool|
      -> anyhow::Result<()> {
-        let start = column.begin_pass(check);
+        let start = migration.begin_pass(check);
         for (i, &page) in pages.iter().enumerate() {
-            let seconds = column.send(page, guest.memory().read(page as usize))?;
+            let seconds = migration.send(page, guest.memory().read(page as usize))?;
             if running {
                 clock.advance(seconds, guest, dirty);
             }
             if i % 16384 == 0 {
-                progress.set_message(format!("pass {} t={:.1} s", column.passes(), column.now()));
+                progress.set_message(format!(
+                    "pass {} t={:.1} s",
+                    migration.passes(),
+                    migration.now()
+                ));
             }
         }
         if running {
             clock.flush(guest, dirty);
         }
         progress.inc(1);
-        column.end_pass(start)
+        migration.end_pass(start)
     };
 
     let all: Vec<u64> = (0..pages as u64).collect();
-    send_pass(&mut column, guest, &mut dirty, &all, None, true)?;
+    send_pass(&mut migration, guest, &mut dirty, &all, None, true)?;
     let (last, check, stopped_by) = loop {
         // The guest keeps running during the dirty sync.
         let seconds = settings.sync_time();
         guest.run(seconds, &mut dirty);
         let pages = dirty.take();
-        let check = column.sync(pages.len());
-        if let Some(reason) = column.stop_reason(&check) {
+        let check = migration.sync(pages.len());
+        if let Some(reason) = migration.stop_reason(&check) {
             break (pages, check, reason);
         }
-        send_pass(&mut column, guest, &mut dirty, &pages, Some(check), true)?;
+        send_pass(&mut migration, guest, &mut dirty, &pages, Some(check), true)?;
     };
-    column.stop_guest();
-    send_pass(&mut column, guest, &mut dirty, &last, Some(check), false)?;
+    migration.stop_guest();
+    send_pass(&mut migration, guest, &mut dirty, &last, Some(check), false)?;
     let remaining = dirty.len();
-    column.finish(guest.memory(), stopped_by, remaining)
+    migration.finish(guest.memory(), stopped_by, remaining)
 }
 
 /// Replays a snapshot series under every policy in lockstep: pass 0 sends snapshot 0,
@@ -677,16 +437,16 @@ pub(crate) fn replay(
         first.len()
     );
     let pages = first.len() / page_size;
-    let mut columns = policies
+    let mut migrations = policies
         .iter()
-        .map(|policy| Column::new(policy, settings, pages))
+        .map(|policy| Migration::new(policy, settings, pages))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let image = Image {
         bytes: first,
         page_size,
     };
-    for column in &mut columns {
-        column.pass(0..pages as u64, &image, None)?;
+    for migration in &mut migrations {
+        migration.pass(0..pages as u64, &image, None)?;
     }
     progress.inc(1);
     while let Some(index) = reader.advance()? {
@@ -703,12 +463,12 @@ pub(crate) fn replay(
             .map(|p| p as u64)
             .collect();
         let last = index + 1 == series.len();
-        for column in &mut columns {
-            let check = column.sync(changed.len());
+        for migration in &mut migrations {
+            let check = migration.sync(changed.len());
             if last {
-                column.stop_guest();
+                migration.stop_guest();
             }
-            column.pass(changed.iter().copied(), &current, Some(check))?;
+            migration.pass(changed.iter().copied(), &current, Some(check))?;
         }
         progress.inc(1);
     }
@@ -716,9 +476,9 @@ pub(crate) fn replay(
         bytes: reader.current(),
         page_size,
     };
-    columns
+    migrations
         .into_iter()
-        .map(|column| column.finish(&image, StopReason::LastSnapshot, 0))
+        .map(|migration| migration.finish(&image, StopReason::LastSnapshot, 0))
         .collect()
 }
 
@@ -749,19 +509,19 @@ mod tests {
     fn qemu_rule_counts_raw_pages_and_estimate_waits_for_a_measured_pass() {
         let settings = settings(Rule::Qemu);
         let policy: Policy = "qemu".parse().unwrap();
-        let mut column = Column::new(&policy, &settings, 4096).unwrap();
+        let mut migration = Migration::new(&policy, &settings, 4096).unwrap();
         let memory = GuestMemory::new(4096, 4096);
-        column.pass(0..4096, &memory, None).unwrap();
-        let check = column.sync(2457);
+        migration.pass(0..4096, &memory, None).unwrap();
+        let check = migration.sync(2457);
         assert!(check.qemu_rule);
         assert_eq!(
             check.estimated_bytes, None,
             "no pass after the bulk stage yet"
         );
         assert!(!check.estimate_rule);
-        let check = column.sync(2458);
+        let check = migration.sync(2458);
         assert!(!check.qemu_rule);
-        assert_eq!(column.stop_reason(&check), None);
+        assert_eq!(migration.stop_reason(&check), None);
     }
 
     #[test]
@@ -776,27 +536,36 @@ mod tests {
         for page in 0..pages {
             memory.page_mut(page)[0] = 1;
         }
-        let mut column = Column::new(&policy, &settings, pages).unwrap();
-        column.pass(0..pages as u64, &memory, None).unwrap();
+        let mut migration = Migration::new(&policy, &settings, pages).unwrap();
+        migration.pass(0..pages as u64, &memory, None).unwrap();
         // Pass 1: every page misses and is inserted; pass 2: every page hits.
         for pass in 1..=2u8 {
-            let check = column.sync(pages);
+            let check = migration.sync(pages);
             for page in 0..pages {
                 memory.page_mut(page)[7] = pass;
             }
-            column.pass(0..pages as u64, &memory, Some(check)).unwrap();
+            migration
+                .pass(0..pages as u64, &memory, Some(check))
+                .unwrap();
         }
-        let check = column.sync(pages);
+        let check = migration.sync(pages);
         // 16 MiB of dirty pages never pass QEMU's rule...
         assert!(!check.qemu_rule);
         // ...but their XBZRLE records (9-byte header, 3-byte payload header, 3-byte delta)
         // pass the estimate.
         assert_eq!(check.estimated_bytes, Some(pages as u64 * 15));
         assert!(check.estimate_rule);
-        assert_eq!(column.stop_reason(&check), Some(StopReason::EstimateRule));
-        column.stop_guest();
-        column.pass(0..pages as u64, &memory, Some(check)).unwrap();
-        let result = column.finish(&memory, StopReason::EstimateRule, 0).unwrap();
+        assert_eq!(
+            migration.stop_reason(&check),
+            Some(StopReason::EstimateRule)
+        );
+        migration.stop_guest();
+        migration
+            .pass(0..pages as u64, &memory, Some(check))
+            .unwrap();
+        let result = migration
+            .finish(&memory, StopReason::EstimateRule, 0)
+            .unwrap();
         assert!(result.destination.verified);
         assert_eq!(result.convergence.qemu_rule, None);
         assert_eq!(result.convergence.estimate_rule.map(|c| c.pass), Some(3));
@@ -812,16 +581,16 @@ mod tests {
         let settings = settings(Rule::Qemu);
         let policy: Policy = "qemu".parse().unwrap();
         let memory = GuestMemory::new(4096, 8);
-        let mut column = Column::new(&policy, &settings, 8).unwrap();
-        column.pass(0..8, &memory, None).unwrap();
+        let mut migration = Migration::new(&policy, &settings, 8).unwrap();
+        migration.pass(0..8, &memory, None).unwrap();
         // 3000 dirty pages of 4 KiB never pass the 10 MB threshold.
         let mut passes = 0;
         let reason = loop {
-            let check = column.sync(3000);
-            if let Some(reason) = column.stop_reason(&check) {
+            let check = migration.sync(3000);
+            if let Some(reason) = migration.stop_reason(&check) {
                 break reason;
             }
-            column.pass(0..8, &memory, Some(check)).unwrap();
+            migration.pass(0..8, &memory, Some(check)).unwrap();
             passes += 1;
         };
         assert_eq!(reason, StopReason::MaxPasses);
@@ -834,10 +603,10 @@ mod tests {
         let policy: Policy = "qemu".parse().unwrap();
         let mut memory = GuestMemory::new(4096, 4);
         memory.page_mut(2)[100] = 5;
-        let mut column = Column::new(&policy, &settings, 4).unwrap();
-        column.pass(0..4, &memory, None).unwrap();
+        let mut migration = Migration::new(&policy, &settings, 4).unwrap();
+        migration.pass(0..4, &memory, None).unwrap();
         memory.page_mut(3)[9] = 1;
-        let result = column.finish(&memory, StopReason::MaxPasses, 0).unwrap();
+        let result = migration.finish(&memory, StopReason::MaxPasses, 0).unwrap();
         assert!(!result.destination.verified);
         assert_eq!(result.destination.first_mismatches, vec![3]);
     }

@@ -81,8 +81,8 @@ pub(crate) struct DocConfig {
     /// sent 41 % of its pages as duplicates.
     #[arg(long, default_value_t = 0.4)]
     pub(crate) zero_fraction: f64,
-    /// Full sweeps over the buffer per second (the dirty1024 guest of shared/guest-ram
-    /// made about 2,800 under TCG).
+    /// Full sweeps over the buffer per second (the recorded dirty1024 guest made about
+    /// 2,800 under TCG).
     #[arg(long, default_value_t = 2800.0)]
     pub(crate) sweeps_per_sec: f64,
     /// Seconds the program runs before the migration starts.
@@ -270,8 +270,8 @@ impl Zipf {
     }
 }
 
-/// A key-value store like the `kvstore` guest of shared/guest-ram: a heap of 64-byte
-/// records `{u64 key, u64 counter, u64 ts_ns, u32 version, u16 vlen, u16 flags,
+/// A key-value store like the recorded `kvstore` guest (`docs/data.md`): a heap of
+/// 64-byte records `{u64 key, u64 counter, u64 ts_ns, u32 version, u16 vlen, u16 flags,
 /// char value[32]}` scattered over guest RAM; each operation picks a key with Zipf
 /// popularity, increments its counter and sets its timestamp; one in eight also bumps
 /// the version and rewrites the value text.

@@ -16,6 +16,9 @@
 //! record is written by the sender into a wire buffer and parsed back and applied by the
 //! receiver to the destination's own lazily allocated RAM, which is compared page by page
 //! with the source at the end.
+//!
+//! [`settings`] holds what a run is given, [`result`] what each policy's run produces,
+//! [`report`] turns the results into the table and the JSON, [`plot`] into the SVG.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -30,11 +33,14 @@ mod guest;
 mod memory;
 mod plot;
 mod report;
+mod result;
+mod settings;
 
 use crate::policy;
-use engine::{PolicyResult, Rule, Settings};
 use guest::{DocConfig, DocGuest, Guest, ZipfConfig, ZipfGuest};
 use report::{Report, WorkloadInfo};
+use result::PolicyResult;
+use settings::{Rule, Settings};
 
 /// Page size of the simulated guests (x86-64).
 const PAGE_SIZE: usize = 4096;
@@ -69,7 +75,8 @@ pub(crate) struct SimulateArgs {
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 300.0)]
     max_time: f64,
     /// Simulated milliseconds per dirty sync (QEMU 7.2 under TCG spent about 10 ms per
-    /// iteration when there was almost nothing to send: shared/guest-ram/migration).
+    /// iteration when there was almost nothing to send, in the recorded migrations of the
+    /// dirty1024 guest).
     #[arg(long, global = true, value_name = "MS", default_value_t = 10.0)]
     sync_time: f64,
     /// Comma-separated policies, one column each: names (qemu-pre-5cc11c46, qemu, ours)
@@ -96,9 +103,10 @@ enum WorkloadCommand {
     /// 64-byte records updated with Zipf popularity over a heap larger than the cache.
     #[command(after_help = "Examples:\n  xbzrle simulate --cache-size 32M zipf --exponent 1.2")]
     Zipf(ZipfCommand),
-    /// Replay consecutive raw RAM snapshots (snap-NN.raw or shared/guest-ram's zstd chain).
+    /// Replay consecutive raw RAM snapshots (snap-NN.raw, or the zstd delta chain
+    /// snap-00.raw.zst + snap-NN.raw.patch.zst of the recorded guest-RAM snapshots).
     #[command(
-        after_help = "Examples:\n  xbzrle simulate --cache-size 32M replay ../shared/guest-ram/dirty1024"
+        after_help = "Examples:\n  xbzrle simulate --cache-size 32M replay guest-ram/dirty1024"
     )]
     Replay(ReplayCommand),
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context, ensure};
 use plotters::prelude::*;
 
-use super::engine::PolicyResult;
+use super::result::PolicyResult;
 
 /// Fails unless `path` names an SVG file that can be written.
 pub(crate) fn check_path(path: &Path) -> anyhow::Result<()> {

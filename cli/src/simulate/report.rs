@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::engine::{Converged, PolicyResult, Settings};
+use super::result::{Converged, PolicyResult};
+use super::settings::{Rule, Settings};
 use crate::units::format_size;
 
 /// The column other policies are compared with besides the first one.
@@ -127,8 +128,8 @@ impl Report {
             s.sync_time_ms,
             format_size(s.cache_size),
             match s.converge {
-                super::engine::Rule::Qemu => "qemu",
-                super::engine::Rule::Estimate => "estimate",
+                Rule::Qemu => "qemu",
+                Rule::Estimate => "estimate",
             },
             s.max_passes,
             s.max_time_s

@@ -5,8 +5,8 @@
 //!   length at the start, across a 64-byte block, at the page end, and periodic runs.
 //! * [`Placed`]: a slice at a chosen address alignment (0..64) inside a larger buffer whose
 //!   surrounding guard bytes are checked, so out-of-bounds writes are caught.
-//! * [`canonical_oracle`] and [`canonical_runs`]: an independent, naive canonical encoder
-//!   (it shares no code with the crate).
+//! * The expected deltas come from the naive oracles of `xbzrle-testkit` (written from the
+//!   format description, sharing no code with the crate).
 //! * [`check_kernel`], [`check_encoder`], [`check_capacities`]: the checks every encoder must
 //!   pass (exact bytes, exact overflow, no write past the capacity, output independent of
 //!   the prior buffer contents, `encode_update` refreshes the cached copy).
@@ -16,6 +16,7 @@
 
 use proptest::prelude::*;
 use xbzrle::{Encoded, Kernel};
+use xbzrle_testkit::{Rng, canonical_delta};
 
 /// Page lengths every implementation is tested with.
 pub(crate) const PAGE_LENGTHS: &[usize] = &[0, 1, 7, 8, 63, 64, 65, 4095, 4096, 4097, 16384, 65536];
@@ -30,44 +31,6 @@ pub(crate) const ALIGNMENTS: usize = 64;
 pub(crate) const SENTINEL: u8 = 0xA5;
 
 const GUARD: usize = 64;
-
-/// Small deterministic generator (SplitMix64), so structured cases need no extra crate.
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`; the bias is irrelevant for tests).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    pub(crate) fn byte(&mut self) -> u8 {
-        self.next_u64() as u8
-    }
-
-    /// A byte other than 0, to XOR into a byte that must change.
-    pub(crate) fn flip(&mut self) -> u8 {
-        (self.byte() % 255) + 1
-    }
-
-    pub(crate) fn fill(&mut self, bytes: &mut [u8]) {
-        for b in bytes {
-            *b = self.byte();
-        }
-    }
-}
 
 /// A shape of change between an old and a new page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,7 +166,7 @@ pub(crate) struct PagePair {
 impl core::fmt::Debug for PagePair {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // The pages can be large: show the name and the canonical delta's head only.
-        let delta = canonical_oracle(&self.old, &self.new);
+        let delta = canonical_delta(&self.old, &self.new);
         write!(
             f,
             "PagePair({}, delta[{}] = {:02x?}{})",
@@ -329,76 +292,6 @@ impl Placed {
 /// other alignments, so that every alignment and many relative offsets are covered.
 pub(crate) fn alignments(align: usize) -> (usize, usize, usize) {
     (align % 64, (align * 5 + 1) % 64, (align * 3 + 7) % 64)
-}
-
-/// The canonical runs: `(unchanged run length, changed run start, changed run length)` for
-/// each pair, computed naively.
-pub(crate) fn canonical_runs(old: &[u8], new: &[u8]) -> Vec<(usize, usize, usize)> {
-    assert_eq!(old.len(), new.len());
-    let differs: Vec<bool> = old.iter().zip(new).map(|(a, b)| a != b).collect();
-    let mut runs = Vec::new();
-    let mut prev_end = 0;
-    let mut i = 0;
-    while i < differs.len() {
-        if differs[i] {
-            let start = i;
-            while i < differs.len() && differs[i] {
-                i += 1;
-            }
-            runs.push((start - prev_end, start, i - start));
-            prev_end = i;
-        } else {
-            i += 1;
-        }
-    }
-    runs
-}
-
-/// Appends `value` in ULEB128 (independent of the crate's writer).
-pub(crate) fn push_uleb128(out: &mut Vec<u8>, mut value: usize) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-/// The canonical delta from `old` to `new`, computed naively (the oracle).
-pub(crate) fn canonical_oracle(old: &[u8], new: &[u8]) -> Vec<u8> {
-    let mut delta = Vec::new();
-    for (zrun, start, len) in canonical_runs(old, new) {
-        push_uleb128(&mut delta, zrun);
-        push_uleb128(&mut delta, len);
-        delta.extend_from_slice(&new[start..start + len]);
-    }
-    delta
-}
-
-/// Bytes `value` takes in ULEB128 (independent of the crate).
-pub(crate) fn uleb128_size(value: usize) -> usize {
-    let mut out = Vec::new();
-    push_uleb128(&mut out, value);
-    out.len()
-}
-
-/// Length of the smallest delta from `old` to `new`, by a quadratic dynamic program over the
-/// canonical runs (the oracle of the compact encoder): `best[j]` is the smallest encoding
-/// of runs `0..j` whose last written range covers runs `i..j`, for every `i`.
-pub(crate) fn smallest_delta_len(old: &[u8], new: &[u8]) -> usize {
-    let runs = canonical_runs(old, new);
-    let mut best = vec![0usize; runs.len() + 1];
-    for j in 1..=runs.len() {
-        let (_, last_start, last_len) = runs[j - 1];
-        let end = last_start + last_len;
-        best[j] = (1..=j)
-            .map(|i| {
-                let (gap, start, _) = runs[i - 1];
-                best[i - 1] + uleb128_size(gap) + uleb128_size(end - start) + (end - start)
-            })
-            .min()
-            .unwrap();
-    }
-    best[runs.len()]
 }
 
 /// An encoder implementation under test.
@@ -560,7 +453,7 @@ pub(crate) fn edge_capacities(len: usize, page_len: usize) -> Vec<usize> {
 /// The full check for one kernel on one pair at one alignment round: canonical `encode` and
 /// `encode_update` against the oracle with an ample capacity, and at the edge capacities.
 pub(crate) fn check_kernel(kernel: Kernel, pair: &PagePair, align: usize) {
-    let expected = canonical_oracle(&pair.old, &pair.new);
+    let expected = canonical_delta(&pair.old, &pair.new);
     for encoder in [Encoder::Canonical(kernel), Encoder::Update(kernel)] {
         check_encoder(encoder, pair, &expected, align);
         check_capacities(
@@ -588,7 +481,7 @@ pub(crate) fn alignment_rounds(len: usize) -> Vec<usize> {
 /// edge capacities on one round per pair.
 pub(crate) fn check_kernel_on_seed_pairs(kernel: Kernel) {
     for (i, pair) in seed_pairs().iter().enumerate() {
-        let expected = canonical_oracle(&pair.old, &pair.new);
+        let expected = canonical_delta(&pair.old, &pair.new);
         for align in alignment_rounds(pair.len()) {
             let fill = if align % 2 == 0 { 0x00 } else { 0xFF };
             for encoder in [Encoder::Canonical(kernel), Encoder::Update(kernel)] {

@@ -1,0 +1,367 @@
+//! `xbzrle bench` end to end, with the shortest timing settings: the table and the JSON
+//! have their layout, the figures that do not depend on timing are right, and in the
+//! pipeline benchmark QEMU's method and the sender write the same records.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use xbzrle_workloads::patterns::{PAGE_SIZE, PageSet, Pattern};
+
+fn xbzrle(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xbzrle"))
+        .args(args)
+        .output()
+        .expect("the xbzrle binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Panics unless `object` has exactly the fields `names`.
+fn assert_fields(object: &Value, names: &[&str]) {
+    let got: BTreeSet<&str> = object
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {object}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let want: BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(got, want, "fields of {object}");
+}
+
+/// The seed of the bench's synthetic page pairs.
+const SEED: u64 = 0x5eed;
+
+#[test]
+fn quick_run_prints_the_table_and_writes_the_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let json_arg = json.to_str().unwrap();
+    let out = xbzrle(&[
+        "bench",
+        "--quick",
+        "--repetitions",
+        "1",
+        "--batch-ms",
+        "1",
+        "--json",
+        json_arg,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let report = read_json(&json);
+
+    assert_fields(
+        &report,
+        &[
+            "schema_version",
+            "cpu",
+            "kernels_available",
+            "best_kernel",
+            "baseline_kernel",
+            "settings",
+            "floors",
+            "workloads",
+        ],
+    );
+    assert_eq!(report["schema_version"], 1);
+    assert_fields(&report["cpu"], &["model", "arch", "features"]);
+    assert_eq!(report["cpu"]["arch"], std::env::consts::ARCH);
+    assert_fields(
+        &report["settings"],
+        &[
+            "page_size",
+            "working_set_pairs",
+            "repetitions",
+            "batch_ms",
+            "quick",
+            "statistic",
+        ],
+    );
+    let settings = &report["settings"];
+    assert_eq!(settings["page_size"], PAGE_SIZE);
+    assert_eq!(settings["working_set_pairs"], 1);
+    assert_eq!(settings["repetitions"], 1);
+    assert_eq!(settings["batch_ms"], 1);
+    assert_eq!(settings["quick"], true);
+    assert_fields(&report["floors"], &["encode", "decode"]);
+    assert_eq!(report["baseline_kernel"], "word");
+    let kernels: Vec<&str> = report["kernels_available"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert!(kernels.contains(&"reference") && kernels.contains(&"word"));
+    assert!(kernels.contains(&report["best_kernel"].as_str().unwrap()));
+
+    // One workload per synthetic pattern, in order, with the mean delta length of the
+    // canonical deltas of its page pairs (computed here by the naive oracle).
+    let workloads = report["workloads"].as_array().unwrap();
+    assert_eq!(workloads.len(), Pattern::ALL.len());
+    for (workload, &pattern) in workloads.iter().zip(Pattern::ALL) {
+        assert_fields(
+            workload,
+            &[
+                "name",
+                "description",
+                "pairs",
+                "mean_delta_bytes",
+                "overflows",
+                "unchanged",
+                "results",
+            ],
+        );
+        let name = pattern.name();
+        assert_eq!(workload["name"], name);
+        assert_eq!(workload["pairs"], 1);
+        let set = PageSet::synthetic(pattern, PAGE_SIZE, 1, SEED);
+        let delta = xbzrle_testkit::canonical_delta(set.old_page(0), set.new_page(0));
+        let (overflows, unchanged) = (delta.len() > PAGE_SIZE, delta.is_empty());
+        let mean = if overflows { PAGE_SIZE } else { delta.len() };
+        assert_eq!(workload["mean_delta_bytes"], mean as f64, "{name}");
+        assert_eq!(workload["overflows"], u64::from(overflows), "{name}");
+        assert_eq!(workload["unchanged"], u64::from(unchanged), "{name}");
+
+        // A row per kernel, then the decoder (timed only when every pair has a delta),
+        // memcmp and memcpy.
+        let rows = workload["results"].as_array().unwrap();
+        let mut want: Vec<(&str, Option<&str>)> =
+            kernels.iter().map(|&k| ("encode", Some(k))).collect();
+        if !overflows && !unchanged {
+            want.push(("decode", None));
+        }
+        want.extend([("memcmp", None), ("memcpy", None)]);
+        let got: Vec<(&str, Option<&str>)> = rows
+            .iter()
+            .map(|row| (row["operation"].as_str().unwrap(), row["kernel"].as_str()))
+            .collect();
+        assert_eq!(got, want, "{name}");
+        for row in rows {
+            assert_fields(
+                row,
+                &[
+                    "operation",
+                    "kernel",
+                    "ns_per_page",
+                    "gb_per_s",
+                    "speedup_vs_baseline_kernel",
+                    "time_vs_floor",
+                ],
+            );
+            let ns = row["ns_per_page"].as_f64().unwrap();
+            assert!(ns > 0.0, "{row}");
+            let gb_per_s = row["gb_per_s"].as_f64().unwrap();
+            assert!(
+                (gb_per_s * ns / PAGE_SIZE as f64 - 1.0).abs() < 1e-9,
+                "{row}"
+            );
+            let is_encode = row["operation"] == "encode";
+            assert_eq!(row["speedup_vs_baseline_kernel"].is_number(), is_encode);
+            assert_eq!(
+                row["time_vs_floor"].is_number(),
+                is_encode || row["operation"] == "decode"
+            );
+            if row["kernel"] == "word" {
+                assert_eq!(row["speedup_vs_baseline_kernel"], 1.0);
+            }
+        }
+    }
+
+    // The table: a header, a column per workload, a line per kernel and floor.
+    let lines: Vec<&str> = table.lines().collect();
+    let model = report["cpu"]["model"].as_str().unwrap();
+    assert_eq!(
+        lines[0],
+        format!("CPU: {model} ({})", std::env::consts::ARCH)
+    );
+    let header: Vec<&str> = lines
+        .iter()
+        .find(|l| l.starts_with(' '))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let names: Vec<&str> = Pattern::ALL.iter().map(|p| p.name()).collect();
+    assert_eq!(header, names);
+    let best = report["best_kernel"].as_str().unwrap();
+    let mut labels: Vec<String> = kernels.iter().map(|k| format!("encode {k}")).collect();
+    labels.extend(
+        [
+            "memcmp (floor)",
+            &format!("{best} / memcmp"),
+            "decode",
+            "memcpy (floor)",
+            "decode / memcpy",
+            "mean delta bytes",
+        ]
+        .map(String::from),
+    );
+    for label in &labels {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{label:<22} ")))
+            .unwrap_or_else(|| panic!("no line {label:?} in\n{table}"));
+        // A cell per workload; an encoder's cell is "GB/s xN".
+        let cells = line[22..].split_whitespace().count();
+        let per_cell = if label.starts_with("encode") { 2 } else { 1 };
+        assert_eq!(cells, per_cell * names.len(), "{line}");
+    }
+    let means: Vec<String> = workloads
+        .iter()
+        .map(|w| format!("{:.0}", w["mean_delta_bytes"].as_f64().unwrap()))
+        .collect();
+    let mean_line = lines
+        .iter()
+        .find(|l| l.starts_with("mean delta bytes"))
+        .unwrap();
+    assert_eq!(
+        mean_line[22..].split_whitespace().collect::<Vec<_>>(),
+        means
+    );
+}
+
+#[test]
+fn pipeline_run_on_tiny_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("pipeline.json");
+    let out = xbzrle(&[
+        "bench",
+        "--pipeline",
+        "--ram",
+        "8M",
+        "--dirty",
+        "2M",
+        "--cache-size",
+        "4M",
+        "--passes",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let report = read_json(&json);
+
+    assert_fields(
+        &report,
+        &["schema_version", "benchmark", "settings", "setups"],
+    );
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["benchmark"], "pipeline");
+    let settings = &report["settings"];
+    assert_eq!(settings["page_size"], 4096);
+    assert_eq!(settings["ram_bytes"], 8 << 20);
+    assert_eq!(settings["dirty_bytes_per_pass"], 2 << 20);
+    assert_eq!(settings["cache_bytes"], 4 << 20);
+    assert_eq!(settings["passes"], 1);
+
+    let setups = report["setups"].as_array().unwrap();
+    let senders = [
+        "sender",
+        "sender, batch",
+        "sender, 2 shards, 1 thread",
+        "sender, 2 shards, 2 threads",
+    ];
+    let qemu = [
+        "QEMU's method, word encoder",
+        "QEMU's method, xbzrle::encode",
+    ];
+    let expected: [(&str, Vec<&str>); 2] = [
+        (
+            "direct-mapped",
+            qemu.iter().chain(&senders).copied().collect(),
+        ),
+        ("16-way", senders.to_vec()),
+    ];
+    assert_eq!(setups.len(), expected.len());
+    for (setup, (cache, names)) in setups.iter().zip(&expected) {
+        assert_fields(setup, &["cache", "methods"]);
+        assert_eq!(setup["cache"], *cache);
+        let methods = setup["methods"].as_array().unwrap();
+        let got: Vec<&str> = methods
+            .iter()
+            .map(|m| m["method"].as_str().unwrap())
+            .collect();
+        assert_eq!(&got, names, "{cache}");
+        let has_qemu = *cache == "direct-mapped";
+        for method in methods {
+            assert_fields(
+                method,
+                &[
+                    "method",
+                    "ns_per_page",
+                    "speedup_vs_qemu_word",
+                    "speedup_vs_qemu_library",
+                    "record_bytes",
+                    "cache_misses",
+                ],
+            );
+            assert!(method["ns_per_page"].as_f64().unwrap() > 0.0, "{method}");
+            assert!(method["record_bytes"].as_u64().unwrap() > 0, "{method}");
+            assert_eq!(method["speedup_vs_qemu_word"].is_number(), has_qemu);
+            assert_eq!(method["speedup_vs_qemu_library"].is_number(), has_qemu);
+            let is_sender = senders.contains(&method["method"].as_str().unwrap());
+            assert_eq!(method["cache_misses"].is_u64(), is_sender, "{method}");
+        }
+        // The table of the setup lists the same methods with the same record bytes.
+        let section = table
+            .split(&format!("\n{cache} cache\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {cache} table in\n{table}"));
+        for method in methods {
+            let name = method["method"].as_str().unwrap();
+            let line = section
+                .lines()
+                .find(|l| l.trim_start().starts_with(name))
+                .unwrap_or_else(|| panic!("no line for {name} in\n{section}"));
+            let bytes = method["record_bytes"].to_string();
+            assert!(line.split_whitespace().any(|w| w == bytes), "{line}");
+        }
+    }
+    // On QEMU's cache, QEMU's method (with either encoder) and the sender make the same
+    // decisions and frame records alike: the same record bytes.
+    let direct = setups[0]["methods"].as_array().unwrap();
+    let bytes = |i: usize| direct[i]["record_bytes"].as_u64().unwrap();
+    assert_eq!(bytes(0), bytes(1), "QEMU's method with its two encoders");
+    assert_eq!(bytes(0), bytes(2), "QEMU's method and the sender");
+    assert_eq!(bytes(2), bytes(3), "the sender, one page at a time and in a batch");
+}
+
+#[test]
+fn bad_settings_fail_before_measuring() {
+    let out = xbzrle(&["bench", "--quick", "--batch-ms", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--batch-ms"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = xbzrle(&["bench", "--pipeline", "--ram", "8M", "--dirty", "16M"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--dirty"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The JSON's folder is checked before the run, with --pipeline too.
+    let out = xbzrle(&[
+        "bench",
+        "--pipeline",
+        "--json",
+        "/nonexistent-folder/p.json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--json"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+}

@@ -331,7 +331,11 @@ fn pipeline_run_on_tiny_sizes() {
     let bytes = |i: usize| direct[i]["record_bytes"].as_u64().unwrap();
     assert_eq!(bytes(0), bytes(1), "QEMU's method with its two encoders");
     assert_eq!(bytes(0), bytes(2), "QEMU's method and the sender");
-    assert_eq!(bytes(2), bytes(3), "the sender, one page at a time and in a batch");
+    assert_eq!(
+        bytes(2),
+        bytes(3),
+        "the sender, one page at a time and in a batch"
+    );
 }
 
 #[test]

@@ -147,6 +147,12 @@ pub(super) unsafe fn encode_update<B: Block, S: PageSource + ?Sized>(
     }
 }
 
+/// Whether every byte of the group's XORs is nonzero.
+#[inline(always)]
+fn all_changed<B: Block>(diff: &[B; GROUP]) -> bool {
+    diff.iter().all(|d| d.zero_mask() == 0)
+}
+
 /// Whether any byte of the group's XORs is nonzero.
 #[inline(always)]
 fn any_changed<B: Block>(diff: &[B; GROUP]) -> bool {
@@ -201,6 +207,16 @@ impl<S: PageSource + ?Sized, const UPDATE: bool> Pages<'_, S, UPDATE> {
         'groups: while len - at >= GROUP * BLOCK {
             // SAFETY: the `GROUP` blocks from `at` are inside the pages (loop condition).
             let (mut new, mut diff) = unsafe { self.compare_group::<B>(at) };
+            // A page that starts with a whole group of changed bytes may well not fit (a
+            // rewritten page): count its changed bytes and runs first, at the speed of a
+            // comparison, instead of writing most of a delta that is thrown away. Not when
+            // updating: the count would read the new page a second time.
+            if !UPDATE && at == 0 && all_changed(&diff) {
+                // SAFETY: as for `run`.
+                if unsafe { self.delta_surely_longer_than::<B>(runs.cap) } {
+                    return Err(Overflowed { refreshed: 0 });
+                }
+            }
             if !any_changed(&diff) {
                 if runs.in_changed {
                     // Nothing of this group needs refreshing: as read, it equals the copy.
@@ -256,6 +272,47 @@ impl<S: PageSource + ?Sized, const UPDATE: bool> Pages<'_, S, UPDATE> {
         }
         runs.finish()
             .map_err(|Overflow| Overflowed { refreshed: len })
+    }
+
+    /// Whether the delta is surely longer than `cap` bytes: its changed bytes plus two length
+    /// bytes for each changed run (the least a run's `zrun nzrun` lengths take) exceed it.
+    ///
+    /// # Safety
+    /// As for [`Pages::run`].
+    #[inline(always)]
+    unsafe fn delta_surely_longer_than<B: Block>(&self, cap: usize) -> bool {
+        let (mut changed, mut runs, mut carry) = (0usize, 0usize, 0u64);
+        let mut count = |mask: u64| {
+            let bytes = !mask;
+            // A run starts at a changed byte whose predecessor is unchanged.
+            let starts = bytes & !((bytes << 1) | carry);
+            changed += bytes.count_ones() as usize;
+            runs += starts.count_ones() as usize;
+            carry = bytes >> 63;
+        };
+        let mut at = 0;
+        while self.len - at >= BLOCK {
+            // SAFETY: the block at `at` is inside the pages (loop condition); the CPU supports
+            // `B` (caller's contract).
+            let old = unsafe { B::load(self.old.wrapping_add(at)) };
+            // SAFETY: as above.
+            let new = unsafe { self.load_new::<B>(at) };
+            count(old.xor(new).zero_mask());
+            at += BLOCK;
+        }
+        if at < self.len {
+            let rest = self.len - at;
+            let (mut old, mut new) = ([0u8; BLOCK], [0u8; BLOCK]);
+            // SAFETY: `rest` bytes from `at` are inside the old page; the buffer holds 64.
+            unsafe { ptr::copy_nonoverlapping(self.old.wrapping_add(at), old.as_mut_ptr(), rest) };
+            self.new.read(at, &mut new[..rest]);
+            // SAFETY: the buffer is 64 bytes; the CPU supports `B` (caller's contract).
+            let old = unsafe { B::load(old.as_ptr()) };
+            // SAFETY: as above.
+            let new = unsafe { B::load(new.as_ptr()) };
+            count(old.xor(new).zero_mask() | (!0u64 << rest));
+        }
+        changed + 2 * runs > cap
     }
 
     /// Reads the block at `at` of the new page into registers (the only read of its bytes).

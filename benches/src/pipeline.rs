@@ -209,12 +209,13 @@ fn raw(out: &mut [u8], page: u64, data: &[u8]) -> usize {
 /// The two sender setups measured: QEMU's (direct-mapped) and the recommended one
 /// (16-way set-associative, frequency replacement), both admitting after the bulk stage.
 pub fn setups(cache_bytes: usize, shards: usize) -> [(&'static str, SenderConfig); 2] {
-    let config = |cache| SenderConfig {
-        page_size: PAGE,
-        cache_bytes: cache_bytes as u64,
-        cache,
-        admission: Admission::AfterBulk,
-        shards,
+    let config = |cache| {
+        SenderConfig::default()
+            .with_page_size(PAGE)
+            .with_cache_bytes(cache_bytes as u64)
+            .with_cache(cache)
+            .with_admission(Admission::AfterBulk)
+            .with_shards(shards)
     };
     [
         ("direct-mapped", config(CacheKind::DirectMapped)),
@@ -240,7 +241,7 @@ pub enum Method {
         /// Saving threads.
         threads: usize,
     },
-    /// The project's sender, saving the pass as one batch (`Sender::send_pages`: the next
+    /// The project's sender, saving the pass as one batch (`Sender::save_pages`: the next
     /// page is prefetched while the current one is encoded).
     SenderBatch(Sender),
 }
@@ -267,8 +268,8 @@ impl Method {
                 let mut bytes = 0;
                 let batch = pages.iter().map(|&p| (p, guest.page(p)));
                 sender
-                    .send_pages(batch, &mut out, |_, sent, _| {
-                        bytes += sent.len as u64;
+                    .save_pages(batch, &mut out, |_, sent, _| {
+                        bytes += sent.record_len as u64;
                         ControlFlow::Continue(())
                     })
                     .expect("send");
@@ -278,9 +279,9 @@ impl Method {
                 .iter()
                 .map(|&p| {
                     sender
-                        .send_page(p, guest.page(p), &mut out)
+                        .save_page(p, guest.page(p), &mut out)
                         .expect("send")
-                        .len as u64
+                        .record_len as u64
                 })
                 .sum(),
             Method::Sender { sender, threads } => {
@@ -295,9 +296,10 @@ impl Method {
                                     .filter(|&&p| p % threads as u64 == t as u64)
                                     .map(|&p| {
                                         sender
-                                            .send_page(p, guest.page(p), &mut out)
+                                            .save_page(p, guest.page(p), &mut out)
                                             .expect("send")
-                                            .len as u64
+                                            .record_len
+                                            as u64
                                     })
                                     .sum::<u64>()
                             })

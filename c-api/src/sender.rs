@@ -7,7 +7,7 @@ use std::slice;
 use xbzrle::LivePage;
 use xbzrle_policy::wire::ZERO_RECORD_LEN;
 use xbzrle_policy::{
-    Admission, CacheKind, ConfigError, Outcome, RawReason, Replacement, SendError, Sender,
+    Action, Admission, CacheKind, ConfigError, RawReason, Replacement, SaveError, Sender,
     SenderConfig, Sent, Stage,
 };
 
@@ -204,12 +204,12 @@ impl From<ConfigError> for xbzrle_status {
     }
 }
 
-impl From<SendError> for xbzrle_status {
-    fn from(e: SendError) -> Self {
+impl From<SaveError> for xbzrle_status {
+    fn from(e: SaveError) -> Self {
         match e {
-            SendError::WrongPageSize { .. } => XBZRLE_ERR_INVALID_ARGUMENT,
-            SendError::OutputTooSmall { .. } => XBZRLE_ERR_OVERFLOW,
-            SendError::Poisoned => XBZRLE_ERR_POISONED,
+            SaveError::WrongPageSize { .. } => XBZRLE_ERR_INVALID_ARGUMENT,
+            SaveError::OutputTooSmall { .. } => XBZRLE_ERR_OVERFLOW,
+            SaveError::Poisoned => XBZRLE_ERR_POISONED,
             _ => XBZRLE_ERR_PANIC,
         }
     }
@@ -217,34 +217,43 @@ impl From<SendError> for xbzrle_status {
 
 impl From<Sent> for xbzrle_sent {
     fn from(result: Sent) -> Self {
-        let (action, raw_reason) = match result.outcome {
-            Outcome::Zero => (
+        let (action, raw_reason) = match result.action {
+            Action::Zero => (
                 xbzrle_action::XBZRLE_ACTION_ZERO,
                 xbzrle_raw_reason::XBZRLE_RAW_NONE,
             ),
-            Outcome::Xbzrle => (
+            Action::Xbzrle => (
                 xbzrle_action::XBZRLE_ACTION_XBZRLE,
                 xbzrle_raw_reason::XBZRLE_RAW_NONE,
             ),
-            Outcome::Skipped => (
+            Action::Skipped => (
                 xbzrle_action::XBZRLE_ACTION_SKIPPED,
                 xbzrle_raw_reason::XBZRLE_RAW_NONE,
             ),
-            Outcome::Raw(reason) => (
+            Action::Raw(reason) => (
                 xbzrle_action::XBZRLE_ACTION_RAW,
                 match reason {
                     RawReason::Bulk => xbzrle_raw_reason::XBZRLE_RAW_BULK,
                     RawReason::Miss => xbzrle_raw_reason::XBZRLE_RAW_MISS,
                     RawReason::Overflow => xbzrle_raw_reason::XBZRLE_RAW_OVERFLOW,
+                    other => unknown_variant(other),
                 },
             ),
+            other => unknown_variant(other),
         };
         Self {
             action,
             raw_reason,
-            record_len: result.len,
+            record_len: result.record_len,
         }
     }
+}
+
+/// A variant the policy crate gained that this C API does not map yet. The two crates are
+/// built together, so this never runs; should it, the panic boundary turns it into
+/// `XBZRLE_ERR_PANIC`.
+fn unknown_variant<T: core::fmt::Debug, U>(variant: T) -> U {
+    unreachable!("{variant:?} has no C value")
 }
 
 /// Reports the result of a save call: on success writes `*sent` and returns `XBZRLE_OK`,
@@ -252,7 +261,7 @@ impl From<Sent> for xbzrle_sent {
 ///
 /// # Safety
 /// `sent` must be valid for a write of one `xbzrle_sent`.
-unsafe fn report_sent(result: Result<Sent, SendError>, sent: *mut xbzrle_sent) -> xbzrle_status {
+unsafe fn report_sent(result: Result<Sent, SaveError>, sent: *mut xbzrle_sent) -> xbzrle_status {
     match result {
         Ok(result) => {
             // SAFETY: the caller guarantees `sent` is writable.
@@ -315,13 +324,12 @@ fn to_config(c: &xbzrle_sender_config) -> Result<SenderConfig, xbzrle_status> {
     } else {
         return Err(XBZRLE_ERR_INVALID_ARGUMENT);
     };
-    Ok(SenderConfig {
-        page_size: c.page_size,
-        cache_bytes: c.cache_bytes,
-        cache,
-        admission,
-        shards: c.shards,
-    })
+    Ok(SenderConfig::default()
+        .with_page_size(c.page_size)
+        .with_cache_bytes(c.cache_bytes)
+        .with_cache(cache)
+        .with_admission(admission)
+        .with_shards(c.shards))
 }
 
 /// Fills `*config` with the defaults (QEMU's setup): 4096-byte pages, a 64 MiB
@@ -610,7 +618,7 @@ pub unsafe extern "C" fn xbzrle_sender_save_page(
         // not overlap `data`; it is non-null.
         let out = unsafe { slice::from_raw_parts_mut(out, out_cap) };
         // SAFETY: `sent` is non-null and the caller guarantees it is writable.
-        unsafe { report_sent(s.send_page(page, &data, out), sent) }
+        unsafe { report_sent(s.save_page(page, &data, out), sent) }
     };
     // SAFETY: the caller guarantees `sender` is NULL or a live handle.
     unsafe { with_sender(sender, body) }
@@ -696,7 +704,7 @@ pub unsafe extern "C" fn xbzrle_sender_save_pages(
         let out = unsafe { slice::from_raw_parts_mut(out, out_cap) };
         let batch = pages.iter().copied().zip(data.iter().map(|&d| live(d)));
         let mut emitted = 0;
-        let result = s.send_pages(batch, out, |page, sent, record| {
+        let result = s.save_pages(batch, out, |page, sent, record| {
             emitted += 1;
             let sent = xbzrle_sent::from(sent);
             // SAFETY: the caller guarantees `emit` may be called with `opaque`; `sent` and
@@ -765,7 +773,7 @@ pub unsafe extern "C" fn xbzrle_sender_save_zero_page(
         // SAFETY: the caller guarantees `out` is writable for `out_cap` bytes; non-null.
         let out = unsafe { slice::from_raw_parts_mut(out, out_cap) };
         // SAFETY: `sent` is non-null and the caller guarantees it is writable.
-        unsafe { report_sent(s.send_zero_page(page, out), sent) }
+        unsafe { report_sent(s.save_zero_page(page, out), sent) }
     };
     // SAFETY: the caller guarantees `sender` is NULL or a live handle.
     unsafe { with_sender(sender, body) }
@@ -845,6 +853,7 @@ pub unsafe extern "C" fn xbzrle_sender_get_stats(
                 Stage::Bulk => xbzrle_stage::XBZRLE_STAGE_BULK,
                 Stage::Iterative => xbzrle_stage::XBZRLE_STAGE_ITERATIVE,
                 Stage::Last => xbzrle_stage::XBZRLE_STAGE_LAST,
+                other => unknown_variant(other),
             },
             generation: st.generation,
             pages_processed: st.pages_processed,
@@ -881,7 +890,7 @@ pub unsafe extern "C" fn xbzrle_sender_estimate_bytes(
         if bytes.is_null() {
             return XBZRLE_ERR_NULL;
         }
-        let estimate = s.estimate_last_stage_bytes(dirty_pages);
+        let estimate = s.estimate_bytes(dirty_pages);
         // SAFETY: `bytes` is non-null and the caller guarantees it is writable.
         unsafe { bytes.write(estimate) };
         XBZRLE_OK

@@ -83,13 +83,12 @@ impl Policy {
                 counters: guest_pages.max(1024),
             },
         };
-        SenderConfig {
-            page_size,
-            cache_bytes,
-            cache: self.cache,
-            admission,
-            shards: 1,
-        }
+        SenderConfig::default()
+            .with_page_size(page_size)
+            .with_cache_bytes(cache_bytes)
+            .with_cache(self.cache)
+            .with_admission(admission)
+            .with_shards(1)
     }
 
     /// One line for people: what the cache and the admission rule are.
@@ -98,12 +97,14 @@ impl Policy {
             CacheKind::DirectMapped => "direct-mapped cache (QEMU)".to_owned(),
             CacheKind::SetAssociative { ways, replacement } => {
                 let replacement = match replacement {
-                    Replacement::Lru => "LRU",
-                    Replacement::Lifetime => "QEMU's lifetime rule",
-                    Replacement::Frequency => "lifetime + fewest-hits",
+                    Replacement::Lru => "LRU".to_owned(),
+                    Replacement::Lifetime => "QEMU's lifetime rule".to_owned(),
+                    Replacement::Frequency => "lifetime + fewest-hits".to_owned(),
+                    other => format!("{other:?}"),
                 };
                 format!("{ways}-way set-associative cache, {replacement} replacement")
             }
+            other => format!("{other:?} cache"),
         };
         let entry = match self.entry {
             Entry::AfterBulk => "admits misses after the bulk stage".to_owned(),
@@ -225,10 +226,7 @@ mod tests {
         assert!(!qemu.without_bulk_stage());
         assert_eq!(
             qemu.config(4096, 1 << 20, 100),
-            SenderConfig {
-                cache_bytes: 1 << 20,
-                ..SenderConfig::default()
-            }
+            SenderConfig::default().with_cache_bytes(1 << 20)
         );
         let ours: Policy = "ours".parse().unwrap();
         assert_eq!(ours.name, "ours");

@@ -10,9 +10,9 @@
 //! One operation sends a page while the guest writes it between the sender's reads (a
 //! [`PageSource`] that applies input-chosen writes after every read), as vCPUs do.
 //!
-//! Checks: `send_page` and `apply_record` never fail; every record is parsed whole; the
+//! Checks: `save_page` and `apply_record` never fail; every record is parsed whole; the
 //! receiver's memory ends equal to the guest's; the statistics add up (every page
-//! processed is counted once in its outcome, `wire_bytes` is the sum of the record
+//! processed is counted once in its action, `wire_bytes` is the sum of the record
 //! lengths, the cache never holds more bytes than its budget). For a page written during
 //! its send: every byte was read exactly once, the destination page then holds exactly the
 //! values read, and the cached copy (if any) equals the destination.
@@ -27,7 +27,7 @@ use std::cell::RefCell;
 
 use crate::input::Reader;
 use xbzrle::PageSource;
-use xbzrle_policy::{Admission, CacheKind, Outcome, Receiver, Replacement, Sender, SenderConfig};
+use xbzrle_policy::{Action, Admission, CacheKind, Receiver, Replacement, Sender, SenderConfig};
 
 /// The guest and the configuration decoded from an input.
 #[derive(Debug, Clone)]
@@ -103,13 +103,14 @@ impl<'a> Scenario<'a> {
         let mut configs = Vec::new();
         for cache in caches {
             for admission in admissions {
-                configs.push(SenderConfig {
-                    page_size: self.page_size,
-                    cache_bytes: self.cache_bytes,
-                    cache,
-                    admission,
-                    shards: self.shards,
-                });
+                configs.push(
+                    SenderConfig::default()
+                        .with_page_size(self.page_size)
+                        .with_cache_bytes(self.cache_bytes)
+                        .with_cache(cache)
+                        .with_admission(admission)
+                        .with_shards(self.shards),
+                );
             }
         }
         configs
@@ -161,13 +162,13 @@ impl Migration {
         let data = &self.guest[page * self.page_size..][..self.page_size];
         let sent = self
             .sender
-            .send_page(page as u64, data, &mut self.record)
-            .unwrap_or_else(|e| panic!("send_page({page}) failed: {e}"));
+            .save_page(page as u64, data, &mut self.record)
+            .unwrap_or_else(|e| panic!("save_page({page}) failed: {e}"));
         self.dirty[page] = false;
         self.sends += 1;
-        self.wire_bytes += sent.len as u64;
-        if sent.outcome == Outcome::Skipped {
-            assert_eq!(sent.len, 0, "a skipped page wrote a record");
+        self.wire_bytes += sent.record_len as u64;
+        if sent.action == Action::Skipped {
+            assert_eq!(sent.record_len, 0, "a skipped page wrote a record");
             assert!(
                 self.page(page) == &self.dest[page * self.page_size..][..self.page_size],
                 "page {page} skipped but the destination differs"
@@ -176,10 +177,10 @@ impl Migration {
         }
         let applied = self
             .receiver
-            .apply_record(&self.record[..sent.len], &mut self.dest)
-            .unwrap_or_else(|e| panic!("page {page} ({:?}): record rejected: {e}", sent.outcome));
+            .apply_record(&self.record[..sent.record_len], &mut self.dest)
+            .unwrap_or_else(|e| panic!("page {page} ({:?}): record rejected: {e}", sent.action));
         assert_eq!(applied.page, page as u64, "record for the wrong page");
-        assert_eq!(applied.consumed, sent.len, "record not parsed whole");
+        assert_eq!(applied.consumed, sent.record_len, "record not parsed whole");
     }
 
     /// Sends page `page` while the guest writes it between the sender's reads as `plan`
@@ -189,35 +190,35 @@ impl Migration {
         let racing = RacingPage::new(&mut self.guest[range.clone()], plan);
         let sent = self
             .sender
-            .send_page(page as u64, &racing, &mut self.record)
-            .unwrap_or_else(|e| panic!("send_page({page}) failed: {e}"));
+            .save_page(page as u64, &racing, &mut self.record)
+            .unwrap_or_else(|e| panic!("save_page({page}) failed: {e}"));
         let (returned, reads) = racing.finish();
         if let Some(at) = reads.iter().position(|&n| n != 1) {
             panic!(
                 "page {page} ({:?}): byte {at} read {} times",
-                sent.outcome, reads[at]
+                sent.action, reads[at]
             );
         }
         // The guest's writes after the reads leave the page dirty.
         self.dirty[page] = self.guest[range.clone()] != returned[..];
         self.sends += 1;
-        self.wire_bytes += sent.len as u64;
-        if sent.len > 0 {
+        self.wire_bytes += sent.record_len as u64;
+        if sent.record_len > 0 {
             self.receiver
-                .apply_record(&self.record[..sent.len], &mut self.dest)
+                .apply_record(&self.record[..sent.record_len], &mut self.dest)
                 .unwrap_or_else(|e| panic!("page {page}: record rejected: {e}"));
         }
         let dest = &self.dest[range];
         assert!(
             dest == returned,
             "page {page} ({:?}): the destination is not what was read",
-            sent.outcome
+            sent.action
         );
         if let Some((cached, _)) = self.sender.cached_page(page as u64) {
             assert!(
                 cached == dest,
                 "page {page} ({:?}): cache and destination disagree",
-                sent.outcome
+                sent.action
             );
         }
     }
@@ -238,7 +239,7 @@ impl Migration {
         assert_eq!(
             stats.zero_pages + stats.raw_pages + stats.xbzrle_pages + stats.skipped_pages,
             self.sends,
-            "outcome counts do not add up: {stats:?}"
+            "action counts do not add up: {stats:?}"
         );
         assert_eq!(stats.wire_bytes, self.wire_bytes, "wire_bytes");
         assert!(

@@ -139,6 +139,7 @@ impl AdmissionPolicy for Frequency {
 
 /// Built-in admission policy, as chosen in [`SenderConfig`](crate::SenderConfig).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Admission {
     /// [`AdmitAlways`].
     Always,

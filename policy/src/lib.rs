@@ -29,7 +29,7 @@ pub use cache::{
 pub use config::SenderConfig;
 pub use error::{ConfigError, MAX_SHARDS};
 pub use receiver::{Applied, ReceiveError, Receiver};
-pub use sender::{Outcome, RawReason, SendError, Sender, Sent};
+pub use sender::{Action, RawReason, SaveError, Sender, Sent};
 pub use stage::Stage;
 pub use stats::{SenderStats, XbzrleCacheStats};
 pub use wire::{Body, Record, RecordError};

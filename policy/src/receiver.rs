@@ -19,6 +19,7 @@ pub struct Receiver {
 
 /// What [`Receiver::apply_record`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Applied {
     /// The page the record was for.
     pub page: u64,

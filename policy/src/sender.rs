@@ -21,6 +21,7 @@ use crate::wire::{
 
 /// Why a page went raw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RawReason {
     /// Bulk stage: XBZRLE has not started.
     Bulk,
@@ -32,7 +33,8 @@ pub enum RawReason {
 
 /// What the sender decided for a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
+#[non_exhaustive]
+pub enum Action {
     /// An all-zero page: zero-page record.
     Zero,
     /// Raw-page record.
@@ -43,19 +45,20 @@ pub enum Outcome {
     Skipped,
 }
 
-/// Result of [`Sender::send_page`] and [`Sender::send_zero_page`].
+/// Result of [`Sender::save_page`] and [`Sender::save_zero_page`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Sent {
     /// The decision.
-    pub outcome: Outcome,
+    pub action: Action,
     /// Bytes of the record written at the start of the output (0 when skipped).
-    pub len: usize,
+    pub record_len: usize,
 }
 
 /// A page the sender could not process. Nothing was sent and no state changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum SendError {
+pub enum SaveError {
     /// The page is not exactly one page long.
     WrongPageSize {
         /// Length given.
@@ -64,7 +67,7 @@ pub enum SendError {
         page_size: usize,
     },
     /// The output buffer is shorter than the call needs: [`Sender::max_record_len`] for
-    /// [`Sender::send_page`], [`ZERO_RECORD_LEN`] for [`Sender::send_zero_page`].
+    /// [`Sender::save_page`], [`ZERO_RECORD_LEN`] for [`Sender::save_zero_page`].
     OutputTooSmall {
         /// Length given.
         len: usize,
@@ -76,7 +79,7 @@ pub enum SendError {
     Poisoned,
 }
 
-impl fmt::Display for SendError {
+impl fmt::Display for SaveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::WrongPageSize { len, page_size } => {
@@ -96,12 +99,12 @@ impl fmt::Display for SendError {
     }
 }
 
-impl std::error::Error for SendError {}
+impl std::error::Error for SaveError {}
 
 /// One page being sent: which page, where it lives, and the stage and generation it is
 /// sent in (read once, under its shard's lock, so that one call makes one consistent
 /// decision).
-struct SendJob {
+struct SaveJob {
     page: u64,
     /// Page number inside its shard.
     key: u64,
@@ -136,13 +139,13 @@ struct CachePadded<T>(T);
 ///    [`Sender::end_bulk_stage`] if the caller knows where that pass ends (QEMU sets
 ///    `xbzrle_started` when its page search wraps around the RAM blocks, possibly in the
 ///    middle of a pass), and otherwise at the *second* `start_pass`.
-/// 2. [`Sender::send_page`] for every dirty page of the pass, or
-///    [`Sender::send_zero_page`] for a page the caller already knows is all zeros.
+/// 2. [`Sender::save_page`] for every dirty page of the pass, or
+///    [`Sender::save_zero_page`] for a page the caller already knows is all zeros.
 /// 3. [`Sender::start_last_stage`] (also a dirty sync) once the guest is stopped, then the
 ///    remaining dirty pages. The last stage is final.
 ///
 /// # Guest memory that vCPUs write meanwhile
-/// [`Sender::send_page`] reads the page through [`PageSource`]: pass a
+/// [`Sender::save_page`] reads the page through [`PageSource`]: pass a
 /// [`LivePage`](xbzrle::LivePage) (or, with the `vm-memory` feature, a `VolatileSlice`) for
 /// guest memory that vCPUs keep writing during the call; no private copy is needed. Every
 /// byte is read exactly once, and the record written and the cached copy left behind both
@@ -157,12 +160,12 @@ struct CachePadded<T>(T);
 /// All methods take `&self`; the sender is `Send + Sync`. The cache is split into shards by
 /// page number, each behind its own lock with its own admission state and counters, so
 /// channels working on different pages rarely wait on each other. The contract:
-/// * one page must not be given to two `send_page` calls at the same time, and the
-///   receiver must apply the records of one page in the order their `send_page` calls
+/// * one page must not be given to two `save_page` calls at the same time, and the
+///   receiver must apply the records of one page in the order their `save_page` calls
 ///   returned (true when each channel owns its pages, or each page goes to one channel per
 ///   pass and passes are separated by `start_pass`);
 /// * call `start_pass`, `start_last_stage` and `resize_cache` between passes; calls that
-///   overlap `send_page` are safe and keep the receiver consistent, but a page processed
+///   overlap `save_page` are safe and keep the receiver consistent, but a page processed
 ///   at the same time may be counted in either generation. `end_bulk_stage` may be called
 ///   at any point of a pass; a page processed at the same time is processed in one stage
 ///   or the other (each call reads the stage once).
@@ -249,7 +252,7 @@ impl Sender {
         self.shards.len()
     }
 
-    /// Output buffer length [`Sender::send_page`] requires: the longest record.
+    /// Output buffer length [`Sender::save_page`] requires: the longest record.
     pub fn max_record_len(&self) -> usize {
         HEADER_LEN
             + self
@@ -297,7 +300,7 @@ impl Sender {
     /// before the first `start_pass`, the sender skips the bulk stage altogether.
     ///
     /// Idempotent, and no effect once the bulk stage is over or in the last stage.
-    /// Thread-safe: it may overlap [`Sender::send_page`] calls, each of which then sees
+    /// Thread-safe: it may overlap [`Sender::save_page`] calls, each of which then sees
     /// one stage or the other.
     pub fn end_bulk_stage(&self) {
         self.progress.end_bulk_stage();
@@ -313,7 +316,7 @@ impl Sender {
     /// Changes the cache budget, keeping the cached pages that still fit (see
     /// [`PageCache::resize`]); each shard gets `bytes / shards`.
     ///
-    /// All shards are locked for the change (it waits for the `send_page` calls in
+    /// All shards are locked for the change (it waits for the `save_page` calls in
     /// progress).
     ///
     /// # Errors
@@ -350,7 +353,7 @@ impl Sender {
     /// record (if any) at the start of `out` and updates the cache and statistics (QEMU's
     /// `save_zero_page` and `save_xbzrle_page`):
     ///
-    /// * all zero → exactly [`Sender::send_zero_page`];
+    /// * all zero → exactly [`Sender::save_zero_page`];
     /// * bulk stage → raw; a cached copy is refreshed, a missing one inserted if admitted;
     /// * not cached → cache miss, inserted if admitted (not in the last stage), raw;
     /// * cached (hit, age refreshed) → encoded against the copy, which becomes the page in
@@ -367,20 +370,20 @@ impl Sender {
     /// The zero-page check runs on the copy, after the read.
     ///
     /// # Errors
-    /// Nothing is sent and no state changes: [`SendError::WrongPageSize`] when `data` is
-    /// not one page, [`SendError::OutputTooSmall`] when `out` is shorter than
-    /// [`Sender::max_record_len`], [`SendError::Poisoned`] for a poisoned shard.
-    pub fn send_page<S: PageSource + ?Sized>(
+    /// Nothing is sent and no state changes: [`SaveError::WrongPageSize`] when `data` is
+    /// not one page, [`SaveError::OutputTooSmall`] when `out` is shorter than
+    /// [`Sender::max_record_len`], [`SaveError::Poisoned`] for a poisoned shard.
+    pub fn save_page<S: PageSource + ?Sized>(
         &self,
         page: u64,
         data: &S,
         out: &mut [u8],
-    ) -> Result<Sent, SendError> {
-        self.send_page_before(page, data, out, None)
+    ) -> Result<Sent, SaveError> {
+        self.save_page_before(page, data, out, None)
     }
 
     /// Saves several pages in the order given (a pass's dirty pages, in the order of the
-    /// dirty bitmap), exactly as [`Sender::send_page`] would one after the other, and hands
+    /// dirty bitmap), exactly as [`Sender::save_page`] would one after the other, and hands
     /// each record to `sink` (page number, what was decided, the record: empty when
     /// skipped), which says whether to go on. While it encodes a page it asks the CPU to
     /// start loading the next page and its cached copy ([`PageSource::prefetch`],
@@ -398,7 +401,7 @@ impl Sender {
     /// let mut out = vec![0; sender.max_record_len()];
     /// sender.start_pass();
     /// let mut stream = Vec::new();
-    /// let saved = sender.send_pages(pages, &mut out, |_page, _sent, record| {
+    /// let saved = sender.save_pages(pages, &mut out, |_page, _sent, record| {
     ///     stream.extend_from_slice(record);
     ///     ControlFlow::Continue(())
     /// });
@@ -406,15 +409,15 @@ impl Sender {
     /// ```
     ///
     /// # Errors
-    /// The first error of a page, as [`Sender::send_page`] reports it; the pages before it
+    /// The first error of a page, as [`Sender::save_page`] reports it; the pages before it
     /// were saved and given to `sink` (count them there if needed), that page and those
     /// after it were not touched.
-    pub fn send_pages<S, I, F>(
+    pub fn save_pages<S, I, F>(
         &self,
         pages: I,
         out: &mut [u8],
         mut sink: F,
-    ) -> Result<usize, SendError>
+    ) -> Result<usize, SaveError>
     where
         S: PageSource,
         I: IntoIterator<Item = (u64, S)>,
@@ -427,27 +430,27 @@ impl Sender {
                 next_data.prefetch(0, PREFETCH_BYTES);
                 *next
             });
-            let sent = self.send_page_before(page, &data, out, next)?;
+            let sent = self.save_page_before(page, &data, out, next)?;
             saved += 1;
-            if sink(page, sent, &out[..sent.len]).is_break() {
+            if sink(page, sent, &out[..sent.record_len]).is_break() {
                 break;
             }
         }
         Ok(saved)
     }
 
-    /// [`Sender::send_page`], prefetching the cached copy of page `next` if it is in the
+    /// [`Sender::save_page`], prefetching the cached copy of page `next` if it is in the
     /// same shard.
-    fn send_page_before<S: PageSource + ?Sized>(
+    fn save_page_before<S: PageSource + ?Sized>(
         &self,
         page: u64,
         data: &S,
         out: &mut [u8],
         next: Option<u64>,
-    ) -> Result<Sent, SendError> {
+    ) -> Result<Sent, SaveError> {
         let len = data.len();
         if len != self.page_size {
-            return Err(SendError::WrongPageSize {
+            return Err(SaveError::WrongPageSize {
                 len,
                 page_size: self.page_size,
             });
@@ -461,18 +464,18 @@ impl Sender {
                     .prefetch(next >> self.shard_bits, PREFETCH_BYTES);
             }
             if job.stage == Stage::Bulk {
-                self.send_bulk(shard, job, data, out)
+                self.save_bulk(shard, job, data, out)
             } else {
-                self.send_after_bulk(shard, job, data, out)
+                self.save_after_bulk(shard, job, data, out)
             }
         })
     }
 
     /// Sends page `page`, which the caller knows is all zeros (QEMU's caller checks with
     /// `buffer_is_zero` and then calls `xbzrle_cache_zero_page`), without being given or
-    /// scanning its bytes: exactly what [`Sender::send_page`] does for an all-zero page,
+    /// scanning its bytes: exactly what [`Sender::save_page`] does for an all-zero page,
     /// through the same code. It writes the zero-page record (flag `0x02`, fill byte 0;
-    /// [`ZERO_RECORD_LEN`] bytes) at the start of `out` and returns [`Outcome::Zero`].
+    /// [`ZERO_RECORD_LEN`] bytes) at the start of `out` and returns [`Action::Zero`].
     /// The page is observed by the admission policy and counted as processed and as a
     /// zero page; the cache:
     ///
@@ -484,10 +487,10 @@ impl Sender {
     /// * last stage → a cached copy is dropped; nothing is written or inserted.
     ///
     /// # Errors
-    /// Nothing is sent and no state changes: [`SendError::OutputTooSmall`] when `out` is
+    /// Nothing is sent and no state changes: [`SaveError::OutputTooSmall`] when `out` is
     /// shorter than [`ZERO_RECORD_LEN`] (a buffer of [`Sender::max_record_len`] always
-    /// suffices), [`SendError::Poisoned`] for a poisoned shard.
-    pub fn send_zero_page(&self, page: u64, out: &mut [u8]) -> Result<Sent, SendError> {
+    /// suffices), [`SaveError::Poisoned`] for a poisoned shard.
+    pub fn save_zero_page(&self, page: u64, out: &mut [u8]) -> Result<Sent, SaveError> {
         self.process(page, out, ZERO_RECORD_LEN, |shard, job, out| {
             let cached = shard.cache.get(job.key).is_some();
             self.zero(shard, job, cached, out)
@@ -502,10 +505,10 @@ impl Sender {
         page: u64,
         out: &mut [u8],
         needed: usize,
-        decide: impl FnOnce(&mut Shard, &SendJob, &mut [u8]) -> Sent,
-    ) -> Result<Sent, SendError> {
+        decide: impl FnOnce(&mut Shard, &SaveJob, &mut [u8]) -> Sent,
+    ) -> Result<Sent, SaveError> {
         if out.len() < needed {
-            return Err(SendError::OutputTooSmall {
+            return Err(SaveError::OutputTooSmall {
                 len: out.len(),
                 needed,
             });
@@ -513,7 +516,7 @@ impl Sender {
         let mut shard = self.lock_shard(page)?;
         let shard = &mut *shard;
         let Snapshot { stage, generation } = self.progress.now();
-        let job = SendJob {
+        let job = SaveJob {
             page,
             key: page >> self.shard_bits,
             stage,
@@ -523,20 +526,20 @@ impl Sender {
         let sent = decide(shard, &job, out);
         let counters = &mut shard.counters;
         counters.processed += 1;
-        counters.wire_bytes += sent.len as u64;
-        match sent.outcome {
-            Outcome::Zero => counters.zero += 1,
-            Outcome::Raw(_) => counters.raw += 1,
-            Outcome::Xbzrle => counters.xbzrle += 1,
-            Outcome::Skipped => counters.skipped += 1,
+        counters.wire_bytes += sent.record_len as u64;
+        match sent.action {
+            Action::Zero => counters.zero += 1,
+            Action::Raw(_) => counters.raw += 1,
+            Action::Xbzrle => counters.xbzrle += 1,
+            Action::Skipped => counters.skipped += 1,
         }
         Ok(sent)
     }
 
-    /// The one place a zero page's cache effect is decided (for [`Sender::send_zero_page`],
-    /// and for [`Sender::send_page`] on a page it read as zeros and had not cached, or had
-    /// in the last stage): as described at `send_zero_page`; then the zero record.
-    fn zero(&self, shard: &mut Shard, job: &SendJob, cached: bool, out: &mut [u8]) -> Sent {
+    /// The one place a zero page's cache effect is decided (for [`Sender::save_zero_page`],
+    /// and for [`Sender::save_page`] on a page it read as zeros and had not cached, or had
+    /// in the last stage): as described at `save_zero_page`; then the zero record.
+    fn zero(&self, shard: &mut Shard, job: &SaveJob, cached: bool, out: &mut [u8]) -> Sent {
         match job.stage {
             Stage::Last => {
                 shard.cache.remove(job.key);
@@ -566,10 +569,10 @@ impl Sender {
 
     /// Bulk stage: raw, from one read; a cached copy is refreshed from it, a missing one
     /// inserted if admitted.
-    fn send_bulk<S: PageSource + ?Sized>(
+    fn save_bulk<S: PageSource + ?Sized>(
         &self,
         shard: &mut Shard,
-        job: &SendJob,
+        job: &SaveJob,
         data: &S,
         out: &mut [u8],
     ) -> Sent {
@@ -585,10 +588,10 @@ impl Sender {
     }
 
     /// After the bulk stage: lookup, then miss or hit.
-    fn send_after_bulk<S: PageSource + ?Sized>(
+    fn save_after_bulk<S: PageSource + ?Sized>(
         &self,
         shard: &mut Shard,
-        job: &SendJob,
+        job: &SaveJob,
         data: &S,
         out: &mut [u8],
     ) -> Sent {
@@ -620,8 +623,8 @@ impl Sender {
             shard.counters.hits += 1;
             match encoded {
                 Encoded::Unchanged => Sent {
-                    outcome: Outcome::Skipped,
-                    len: 0,
+                    action: Action::Skipped,
+                    record_len: 0,
                 },
                 Encoded::Overflow => {
                     shard.counters.overflow += 1;
@@ -635,8 +638,8 @@ impl Sender {
                 }
             }
         };
-        if last && sent.outcome != Outcome::Skipped {
-            // The copy was written in the last stage: drop it (see `send_page`).
+        if last && sent.action != Action::Skipped {
+            // The copy was written in the last stage: drop it (see `save_page`).
             shard.cache.remove(job.key);
         }
         sent
@@ -646,13 +649,13 @@ impl Sender {
     fn raw_record(&self, out: &mut [u8], page: u64, reason: RawReason) -> Sent {
         write_header(out, FLAG_PAGE, page);
         Sent {
-            outcome: Outcome::Raw(reason),
-            len: HEADER_LEN + self.page_size,
+            action: Action::Raw(reason),
+            record_len: HEADER_LEN + self.page_size,
         }
     }
 
-    fn lock_shard(&self, page: u64) -> Result<MutexGuard<'_, Shard>, SendError> {
-        self.shard_of(page).lock().map_err(|_| SendError::Poisoned)
+    fn lock_shard(&self, page: u64) -> Result<MutexGuard<'_, Shard>, SaveError> {
+        self.shard_of(page).lock().map_err(|_| SaveError::Poisoned)
     }
 
     fn shard_of(&self, page: u64) -> &Mutex<Shard> {
@@ -681,7 +684,7 @@ impl Sender {
     /// average wire bytes per processed page over the last completed period (which folds
     /// in the measured encoding rate, miss rate, zero and skipped pages), else over the
     /// current period, else a raw page per page.
-    pub fn estimate_last_stage_bytes(&self, dirty_pages: u64) -> u64 {
+    pub fn estimate_bytes(&self, dirty_pages: u64) -> u64 {
         let totals = self.totals();
         let raw_record_len = (HEADER_LEN + self.page_size) as u64;
         lock_even_poisoned(&self.periods).estimate(totals, dirty_pages, raw_record_len)
@@ -766,8 +769,8 @@ fn zero_record(out: &mut [u8], page: u64) -> Sent {
     write_header(out, FLAG_ZERO, page);
     out[HEADER_LEN] = 0;
     Sent {
-        outcome: Outcome::Zero,
-        len: ZERO_RECORD_LEN,
+        action: Action::Zero,
+        record_len: ZERO_RECORD_LEN,
     }
 }
 
@@ -778,8 +781,8 @@ fn xbzrle_record(out: &mut [u8], page: u64, n: usize) -> Sent {
     // n <= the delta capacity <= u16::MAX.
     write_payload_header(&mut out[HEADER_LEN..], u16::try_from(n).unwrap_or(u16::MAX));
     Sent {
-        outcome: Outcome::Xbzrle,
-        len: HEADER_LEN + XBZRLE_PAYLOAD_HEADER_LEN + n,
+        action: Action::Xbzrle,
+        record_len: HEADER_LEN + XBZRLE_PAYLOAD_HEADER_LEN + n,
     }
 }
 

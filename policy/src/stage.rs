@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Where a migration is in QEMU's sequence of passes over guest RAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Stage {
     /// The first complete pass: every page is sent raw; XBZRLE has not started. It ends at
     /// [`Sender::end_bulk_stage`](crate::Sender::end_bulk_stage) or at the second
@@ -14,6 +15,17 @@ pub enum Stage {
     Iterative,
     /// The final pass with the guest stopped: the cache's page data is never written.
     Last,
+}
+
+impl Stage {
+    /// Short lowercase name: `"bulk"`, `"iterative"` or `"last"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stage::Bulk => "bulk",
+            Stage::Iterative => "iterative",
+            Stage::Last => "last",
+        }
+    }
 }
 
 /// Bit 0 of the word: last stage.

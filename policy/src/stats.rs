@@ -4,6 +4,7 @@ use crate::stage::Stage;
 
 /// The figures QEMU reports under `query-migrate` → `xbzrle-cache`, with QEMU's meanings.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
 pub struct XbzrleCacheStats {
     /// `cache-size`: the configured cache budget in bytes.
     pub cache_size: u64,
@@ -32,6 +33,7 @@ pub struct XbzrleCacheStats {
 /// second; this crate has no clock. [`Sender::end_bulk_stage`](crate::Sender::end_bulk_stage)
 /// is not a dirty sync and ends no period.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct SenderStats {
     /// QEMU's figures.
     pub xbzrle_cache: XbzrleCacheStats,
@@ -39,8 +41,8 @@ pub struct SenderStats {
     pub stage: Stage,
     /// Current generation (dirty-sync count).
     pub generation: u64,
-    /// Pages given to [`Sender::send_page`](crate::Sender::send_page) or
-    /// [`Sender::send_zero_page`](crate::Sender::send_zero_page) successfully.
+    /// Pages given to [`Sender::save_page`](crate::Sender::save_page) or
+    /// [`Sender::save_zero_page`](crate::Sender::save_zero_page) successfully.
     pub pages_processed: u64,
     /// Pages sent as zero-page records (by either call).
     pub zero_pages: u64,

@@ -38,7 +38,7 @@ pub const XBZRLE_PAYLOAD_HEADER_LEN: usize = 3;
 /// Longest delta an XBZRLE payload can carry.
 pub const MAX_DELTA_LEN: usize = u16::MAX as usize;
 /// Bytes of a zero-page record (header + fill byte), whatever the page size: what
-/// [`Sender::send_zero_page`](crate::Sender::send_zero_page) needs in its output.
+/// [`Sender::save_zero_page`](crate::Sender::save_zero_page) needs in its output.
 pub const ZERO_RECORD_LEN: usize = HEADER_LEN + 1;
 
 /// What a record carries for its page.

@@ -6,8 +6,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use xbzrle_policy::{
-    Admission, CacheKind, ConfigError, Outcome, PageCache, RawReason, Receiver, Replacement,
-    Sender, SenderConfig,
+    Action, Admission, CacheKind, ConfigError, PageCache, RawReason, Receiver, Replacement, Sender,
+    SenderConfig,
 };
 
 thread_local! {
@@ -86,25 +86,20 @@ fn kinds() -> [CacheKind; 2] {
 #[test]
 fn construction_and_resize_report_out_of_memory() {
     for cache in kinds() {
-        let config = SenderConfig {
-            page_size: PAGE,
-            cache_bytes: CACHE,
-            cache,
-            ..SenderConfig::default()
-        };
+        let config = SenderConfig::default()
+            .with_page_size(PAGE)
+            .with_cache_bytes(CACHE)
+            .with_cache(cache);
         // The page data is reserved (and released) at construction: refused → error.
         let err = with_limit(REFUSE_PAGE_DATA, || Sender::new(config.clone())).unwrap_err();
         assert_eq!(err, ConfigError::OutOfMemory { bytes: CACHE });
         let err = with_limit(1024, || cache.build(PAGE, CACHE).map(drop)).unwrap_err();
         assert!(matches!(err, ConfigError::OutOfMemory { .. }), "{err:?}");
         // Frequency counters.
-        let frequency = SenderConfig {
-            admission: Admission::Frequency {
-                min_passes: 2,
-                counters: 1 << 20,
-            },
-            ..config.clone()
-        };
+        let frequency = config.clone().with_admission(Admission::Frequency {
+            min_passes: 2,
+            counters: 1 << 20,
+        });
         let err = with_limit(1 << 19, || Sender::new(frequency)).unwrap_err();
         assert_eq!(err, ConfigError::OutOfMemory { bytes: 1 << 20 });
 
@@ -113,7 +108,7 @@ fn construction_and_resize_report_out_of_memory() {
         sender.start_pass();
         sender.start_pass();
         let mut out = vec![0; sender.max_record_len()];
-        sender.send_page(3, &[9; PAGE], &mut out).unwrap();
+        sender.save_page(3, &[9; PAGE], &mut out).unwrap();
         assert!(sender.cached_page(3).is_some());
         let err = with_limit(CACHE as usize + 1, || sender.resize_cache(4 * CACHE)).unwrap_err();
         assert!(matches!(err, ConfigError::OutOfMemory { .. }), "{err:?}");
@@ -132,12 +127,12 @@ fn construction_and_resize_report_out_of_memory() {
 #[test]
 fn a_refused_lazy_allocation_sends_the_page_raw() {
     for cache in kinds() {
-        let sender = Sender::new(SenderConfig {
-            page_size: PAGE,
-            cache_bytes: CACHE,
-            cache,
-            ..SenderConfig::default()
-        })
+        let sender = Sender::new(
+            SenderConfig::default()
+                .with_page_size(PAGE)
+                .with_cache_bytes(CACHE)
+                .with_cache(cache),
+        )
         .unwrap();
         let receiver = Receiver::new(PAGE).unwrap();
         let mut guest = vec![1u8; 8 * PAGE];
@@ -145,36 +140,38 @@ fn a_refused_lazy_allocation_sends_the_page_raw() {
         let mut out = vec![0; sender.max_record_len()];
         let mut send = |guest: &[u8], dest: &mut [u8], page: usize| {
             let sent = sender
-                .send_page(page as u64, &guest[page * PAGE..][..PAGE], &mut out)
+                .save_page(page as u64, &guest[page * PAGE..][..PAGE], &mut out)
                 .unwrap();
-            if sent.len > 0 {
-                receiver.apply_record(&out[..sent.len], dest).unwrap();
+            if sent.record_len > 0 {
+                receiver
+                    .apply_record(&out[..sent.record_len], dest)
+                    .unwrap();
             }
-            sent.outcome
+            sent.action
         };
         for p in 0..8 {
-            assert_eq!(send(&guest, &mut dest, p), Outcome::Raw(RawReason::Bulk));
+            assert_eq!(send(&guest, &mut dest, p), Action::Raw(RawReason::Bulk));
         }
         sender.start_pass();
         sender.start_pass();
         guest[2 * PAGE] = 7;
-        let outcome = with_limit(REFUSE_PAGE_DATA, || send(&guest, &mut dest, 2));
-        assert_eq!(outcome, Outcome::Raw(RawReason::Miss));
+        let action = with_limit(REFUSE_PAGE_DATA, || send(&guest, &mut dest, 2));
+        assert_eq!(action, Action::Raw(RawReason::Miss));
         assert_eq!(sender.cache_allocated_bytes(), 0, "{cache:?}");
         assert!(sender.cached_page(2).is_none());
         // Zero pages cannot be cached either; still sent correctly.
         guest[5 * PAGE..6 * PAGE].fill(0);
         assert_eq!(
             with_limit(REFUSE_PAGE_DATA, || send(&guest, &mut dest, 5)),
-            Outcome::Zero
+            Action::Zero
         );
         assert!(sender.cached_page(5).is_none());
         // Memory is back: the next miss inserts, the next change goes as XBZRLE.
         guest[2 * PAGE + 1] = 8;
-        assert_eq!(send(&guest, &mut dest, 2), Outcome::Raw(RawReason::Miss));
+        assert_eq!(send(&guest, &mut dest, 2), Action::Raw(RawReason::Miss));
         assert_eq!(sender.cache_allocated_bytes(), CACHE as usize);
         guest[2 * PAGE + 2] = 9;
-        assert_eq!(send(&guest, &mut dest, 2), Outcome::Xbzrle);
+        assert_eq!(send(&guest, &mut dest, 2), Action::Xbzrle);
         assert_eq!(guest, dest, "{cache:?}");
     }
 }

@@ -1,4 +1,4 @@
-//! `Sender::send_pages` saves a batch exactly as `send_page` one page after the other (same
+//! `Sender::save_pages` saves a batch exactly as `save_page` one page after the other (same
 //! records, statistics and cache), stops when the sink says so, and stops at the first error
 //! with the pages before it saved.
 
@@ -7,7 +7,7 @@ mod common;
 use std::ops::ControlFlow;
 
 use common::{admissions, cache_kinds};
-use xbzrle_policy::{SendError, Sender, SenderConfig};
+use xbzrle_policy::{SaveError, Sender, SenderConfig};
 use xbzrle_workloads::SplitMix64;
 
 const PAGE: usize = 256;
@@ -18,13 +18,12 @@ fn config(
     admission: xbzrle_policy::Admission,
     shards: usize,
 ) -> SenderConfig {
-    SenderConfig {
-        page_size: PAGE,
-        cache_bytes: 12 * PAGE as u64,
-        cache,
-        admission,
-        shards,
-    }
+    SenderConfig::default()
+        .with_page_size(PAGE)
+        .with_cache_bytes(12 * PAGE as u64)
+        .with_cache(cache)
+        .with_admission(admission)
+        .with_shards(shards)
 }
 
 #[test]
@@ -54,14 +53,14 @@ fn a_batch_saves_what_single_saves_save() {
                         .iter()
                         .map(|&p| (p, &ram[p as usize * PAGE..][..PAGE]));
                     let mut expected = dirty.iter();
-                    let saved = batch.send_pages(pages, &mut out, |page, sent, record| {
+                    let saved = batch.save_pages(pages, &mut out, |page, sent, record| {
                         let &want = expected.next().expect("no more pages than given");
                         assert_eq!(page, want);
                         let single_sent = single
-                            .send_page(page, &ram[page as usize * PAGE..][..PAGE], &mut single_out)
+                            .save_page(page, &ram[page as usize * PAGE..][..PAGE], &mut single_out)
                             .unwrap();
                         assert_eq!(sent, single_sent, "{cache:?} {admission:?} page {page}");
-                        assert_eq!(record, &single_out[..single_sent.len]);
+                        assert_eq!(record, &single_out[..single_sent.record_len]);
                         ControlFlow::Continue(())
                     });
                     assert_eq!(saved, Ok(dirty.len()));
@@ -77,18 +76,18 @@ fn a_batch_saves_what_single_saves_save() {
 
 #[test]
 fn the_sink_stops_a_batch() {
-    let sender = Sender::new(SenderConfig {
-        page_size: PAGE,
-        cache_bytes: 8 * PAGE as u64,
-        ..SenderConfig::default()
-    })
+    let sender = Sender::new(
+        SenderConfig::default()
+            .with_page_size(PAGE)
+            .with_cache_bytes(8 * PAGE as u64),
+    )
     .unwrap();
     let ram = vec![7u8; PAGES as usize * PAGE];
     let mut out = vec![0; sender.max_record_len()];
     sender.start_pass();
     let pages = (0..PAGES).map(|p| (p, &ram[p as usize * PAGE..][..PAGE]));
     let mut seen = 0;
-    let saved = sender.send_pages(pages, &mut out, |_, _, _| {
+    let saved = sender.save_pages(pages, &mut out, |_, _, _| {
         seen += 1;
         if seen == 5 {
             ControlFlow::Break(())
@@ -102,11 +101,11 @@ fn the_sink_stops_a_batch() {
 
 #[test]
 fn a_batch_stops_at_the_first_bad_page() {
-    let sender = Sender::new(SenderConfig {
-        page_size: PAGE,
-        cache_bytes: 8 * PAGE as u64,
-        ..SenderConfig::default()
-    })
+    let sender = Sender::new(
+        SenderConfig::default()
+            .with_page_size(PAGE)
+            .with_cache_bytes(8 * PAGE as u64),
+    )
     .unwrap();
     let ram = vec![7u8; 4 * PAGE];
     let mut out = vec![0; sender.max_record_len()];
@@ -118,13 +117,13 @@ fn a_batch_stops_at_the_first_bad_page() {
         (3, &ram[3 * PAGE..]),
     ];
     let mut seen = Vec::new();
-    let saved = sender.send_pages(pages, &mut out, |page, _, _| {
+    let saved = sender.save_pages(pages, &mut out, |page, _, _| {
         seen.push(page);
         ControlFlow::Continue(())
     });
     assert_eq!(
         saved,
-        Err(SendError::WrongPageSize {
+        Err(SaveError::WrongPageSize {
             len: 9,
             page_size: PAGE
         })

@@ -1,8 +1,8 @@
 //! The two operations a QEMU-like caller drives itself, checked against the sender's own
 //! behaviour, table by table, for every cache kind and admission policy:
 //!
-//! * `send_zero_page(page)` (the caller found the page all zero) does exactly what
-//!   `send_page(page, zeros)` does: same result, record bytes, statistics, cache contents
+//! * `save_zero_page(page)` (the caller found the page all zero) does exactly what
+//!   `save_page(page, zeros)` does: same result, record bytes, statistics, cache contents
 //!   and ages, and the same calls into the admission policy; then both senders go on
 //!   identically.
 //! * `end_bulk_stage` changes nothing once the bulk stage is over or in the last stage, and
@@ -15,8 +15,7 @@ use std::sync::{Arc, Mutex};
 use common::{admissions, cache_kinds};
 use xbzrle_policy::wire::{FLAG_ZERO, ZERO_RECORD_LEN};
 use xbzrle_policy::{
-    Admission, AdmissionPolicy, CacheKind, Outcome, Receiver, SendError, Sender, SenderConfig,
-    Stage,
+    Action, Admission, AdmissionPolicy, CacheKind, Receiver, SaveError, Sender, SenderConfig, Stage,
 };
 
 const PAGE: usize = 64;
@@ -47,7 +46,7 @@ enum Pre {
     Pass,
     Last,
     EndBulk,
-    /// `send_page(page, busy(seed))`.
+    /// `save_page(page, busy(seed))`.
     Send(u64, u8),
 }
 
@@ -200,13 +199,12 @@ struct Side {
 impl Side {
     fn new(cache: CacheKind, admission: Admission, shards: usize) -> Self {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let config = SenderConfig {
-            page_size: PAGE,
-            cache_bytes: 4 * PAGE as u64,
-            cache,
-            admission,
-            shards,
-        };
+        let config = SenderConfig::default()
+            .with_page_size(PAGE)
+            .with_cache_bytes(4 * PAGE as u64)
+            .with_cache(cache)
+            .with_admission(admission)
+            .with_shards(shards);
         let shared = Arc::clone(&log);
         let sender = Sender::with_admission(config, move |_| {
             Box::new(Recorder {
@@ -226,23 +224,23 @@ impl Side {
         }
     }
 
-    /// Sends `data` as page `page` (with `send_zero_page` when `caller_zero`) and applies
+    /// Sends `data` as page `page` (with `save_zero_page` when `caller_zero`) and applies
     /// the record; returns the result and the record bytes.
-    fn send(&mut self, page: u64, data: &[u8], caller_zero: bool) -> (Outcome, Vec<u8>) {
+    fn send(&mut self, page: u64, data: &[u8], caller_zero: bool) -> (Action, Vec<u8>) {
         self.guest[page as usize * PAGE..][..PAGE].copy_from_slice(data);
         let sent = if caller_zero {
-            self.sender.send_zero_page(page, &mut self.out).unwrap()
+            self.sender.save_zero_page(page, &mut self.out).unwrap()
         } else {
-            self.sender.send_page(page, data, &mut self.out).unwrap()
+            self.sender.save_page(page, data, &mut self.out).unwrap()
         };
-        let record = self.out[..sent.len].to_vec();
+        let record = self.out[..sent.record_len].to_vec();
         if !record.is_empty() {
             self.receiver.apply_record(&record, &mut self.dest).unwrap();
         }
-        (sent.outcome, record)
+        (sent.action, record)
     }
 
-    fn step(&mut self, step: Pre) -> Option<(Outcome, Vec<u8>)> {
+    fn step(&mut self, step: Pre) -> Option<(Action, Vec<u8>)> {
         match step {
             Pass => self.sender.start_pass(),
             Last => self.sender.start_last_stage(),
@@ -268,7 +266,7 @@ impl Side {
 
 /// What both senders do after the zero page: small writes into it (XBZRLE only if its
 /// cache entry is zeros), passes, and conflicting pages.
-fn after(side: &mut Side) -> Vec<(Outcome, Vec<u8>)> {
+fn after(side: &mut Side) -> Vec<(Action, Vec<u8>)> {
     let mut results = Vec::new();
     results.push(side.send(P, &zero_poke(3), false));
     side.sender.start_pass();
@@ -281,7 +279,7 @@ fn after(side: &mut Side) -> Vec<(Outcome, Vec<u8>)> {
 }
 
 #[test]
-fn send_zero_page_is_send_page_on_a_zero_page() {
+fn save_zero_page_is_save_page_on_a_zero_page() {
     let zero = vec![0u8; PAGE];
     let mut expected_record = vec![FLAG_ZERO];
     expected_record.extend_from_slice(&P.to_be_bytes());
@@ -305,7 +303,7 @@ fn send_zero_page_is_send_page_on_a_zero_page() {
 
                     let by_scan = scans.send(P, &zero, false);
                     let by_caller = told.send(P, &zero, true);
-                    assert_eq!(by_scan, (Outcome::Zero, expected_record.clone()), "{at}");
+                    assert_eq!(by_scan, (Action::Zero, expected_record.clone()), "{at}");
                     assert_eq!(by_caller, by_scan, "{at}");
                     assert_eq!(told.state(), scans.state(), "{at}: after the zero page");
                     stages_seen.push(situation.stage);
@@ -324,7 +322,7 @@ fn send_zero_page_is_send_page_on_a_zero_page() {
     }
 }
 
-/// The cache effect itself (not only its equality with `send_page`): the entry of `P`
+/// The cache effect itself (not only its equality with `save_page`): the entry of `P`
 /// right after the zero page, for the default cache.
 #[test]
 fn send_zero_page_cache_effect() {
@@ -410,15 +408,15 @@ fn send_zero_page_errors_change_nothing() {
     let mut out = [0xee; ZERO_RECORD_LEN];
     assert_eq!(
         side.sender
-            .send_zero_page(P, &mut out[..ZERO_RECORD_LEN - 1]),
-        Err(SendError::OutputTooSmall {
+            .save_zero_page(P, &mut out[..ZERO_RECORD_LEN - 1]),
+        Err(SaveError::OutputTooSmall {
             len: ZERO_RECORD_LEN - 1,
             needed: ZERO_RECORD_LEN
         })
     );
     assert_eq!(
-        side.sender.send_zero_page(P, &mut []),
-        Err(SendError::OutputTooSmall {
+        side.sender.save_zero_page(P, &mut []),
+        Err(SaveError::OutputTooSmall {
             len: 0,
             needed: ZERO_RECORD_LEN
         })
@@ -429,15 +427,18 @@ fn send_zero_page_errors_change_nothing() {
     let mut out = [0xee; ZERO_RECORD_LEN + 4];
     let sent = side
         .sender
-        .send_zero_page(P, &mut out[..ZERO_RECORD_LEN])
+        .save_zero_page(P, &mut out[..ZERO_RECORD_LEN])
         .unwrap();
-    assert_eq!((sent.outcome, sent.len), (Outcome::Zero, ZERO_RECORD_LEN));
+    assert_eq!(
+        (sent.action, sent.record_len),
+        (Action::Zero, ZERO_RECORD_LEN)
+    );
     assert_eq!(out[ZERO_RECORD_LEN..], [0xee; 4]);
     assert_eq!(side.sender.cached_page(P), Some((vec![0; PAGE], 2)));
 }
 
 /// A fixed workload: misses, hits, a skip, an overflow, zero pages of both kinds, passes.
-fn workload(side: &mut Side) -> Vec<(Outcome, Vec<u8>)> {
+fn workload(side: &mut Side) -> Vec<(Action, Vec<u8>)> {
     let mut results = Vec::new();
     for round in 0..3u8 {
         for page in 0..6u64 {

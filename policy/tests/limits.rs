@@ -27,11 +27,9 @@ fn kinds() -> [CacheKind; 3] {
 }
 
 fn config(cache: CacheKind, cache_bytes: u64) -> SenderConfig {
-    SenderConfig {
-        cache,
-        cache_bytes,
-        ..SenderConfig::default()
-    }
+    SenderConfig::default()
+        .with_cache(cache)
+        .with_cache_bytes(cache_bytes)
 }
 
 fn is_out_of_memory<T>(result: Result<T, ConfigError>) -> bool {
@@ -43,10 +41,7 @@ fn huge_cache_bytes_is_an_error() {
     for cache in kinds() {
         for shards in [1, 4] {
             for bytes in [HUGE, isize::MAX as u64] {
-                let c = SenderConfig {
-                    shards,
-                    ..config(cache, bytes)
-                };
+                let c = config(cache, bytes).with_shards(shards);
                 assert_eq!(c.validate(), Ok(()), "{c:?}");
                 let result = Sender::new(c.clone());
                 assert!(is_out_of_memory(result), "{c:?}");
@@ -68,29 +63,21 @@ fn huge_cache_bytes_is_an_error() {
 #[test]
 fn huge_shard_counts_are_rejected() {
     for shards in [MAX_SHARDS * 2, 1 << 40, 1 << (usize::BITS - 1)] {
-        let c = SenderConfig {
-            shards,
-            ..SenderConfig::default()
-        };
+        let c = SenderConfig::default().with_shards(shards);
         assert_eq!(Sender::new(c).unwrap_err(), ConfigError::Shards(shards));
     }
     // The largest shard count is fine (here every shard is below one page: nothing cached).
-    let sender = Sender::new(SenderConfig {
-        shards: MAX_SHARDS,
-        ..SenderConfig::default()
-    })
-    .unwrap();
+    let sender = Sender::new(SenderConfig::default().with_shards(MAX_SHARDS)).unwrap();
     assert_eq!(sender.shards(), MAX_SHARDS);
 }
 
 #[test]
 fn huge_admission_counters_are_an_error() {
-    let with = |counters| SenderConfig {
-        admission: Admission::Frequency {
+    let with = |counters| {
+        SenderConfig::default().with_admission(Admission::Frequency {
             min_passes: 2,
             counters,
-        },
-        ..SenderConfig::default()
+        })
     };
     for counters in [1 << 60, isize::MAX as usize] {
         assert!(is_out_of_memory(Sender::new(with(counters))), "{counters}");
@@ -122,11 +109,9 @@ fn huge_admission_counters_are_an_error() {
 #[test]
 fn huge_page_sizes_are_an_error() {
     for page_size in [u32::MAX as usize + 1, usize::MAX, 0] {
-        let c = SenderConfig {
-            page_size,
-            cache_bytes: u64::from(u32::MAX) * 4,
-            ..SenderConfig::default()
-        };
+        let c = SenderConfig::default()
+            .with_page_size(page_size)
+            .with_cache_bytes(u64::from(u32::MAX) * 4);
         assert_eq!(
             Sender::new(c).unwrap_err(),
             ConfigError::PageSize(page_size)
@@ -149,18 +134,14 @@ fn huge_page_sizes_are_an_error() {
     assert_eq!(receiver.page_size(), u32::MAX as usize);
     // 4 GiB pages with a budget no machine has: refused, not aborted.
     for cache in kinds() {
-        let c = SenderConfig {
-            page_size: u32::MAX as usize,
-            ..config(cache, HUGE)
-        };
+        let c = config(cache, HUGE).with_page_size(u32::MAX as usize);
         assert!(is_out_of_memory(Sender::new(c)), "{cache:?}");
     }
     // One 4 GiB page: the page data is only reserved and released, never committed (the
     // allocator may still refuse even that on a small machine).
-    match Sender::new(SenderConfig {
-        page_size: u32::MAX as usize,
-        ..config(CacheKind::DirectMapped, u64::from(u32::MAX))
-    }) {
+    match Sender::new(
+        config(CacheKind::DirectMapped, u64::from(u32::MAX)).with_page_size(u32::MAX as usize),
+    ) {
         Ok(sender) => {
             assert_eq!(sender.stats().cache_capacity, 1);
             assert_eq!(sender.cache_allocated_bytes(), 0);
@@ -186,19 +167,19 @@ fn caches_report_errors_instead_of_panicking() {
 
 /// A sender with pages 0..8 cached (page `p` filled with `p + 1`), past the bulk stage.
 fn warm_sender(cache: CacheKind, shards: usize) -> Sender {
-    let sender = Sender::new(SenderConfig {
-        page_size: 64,
-        cache_bytes: 64 * 64,
-        cache,
-        shards,
-        ..SenderConfig::default()
-    })
+    let sender = Sender::new(
+        SenderConfig::default()
+            .with_page_size(64)
+            .with_cache_bytes(64 * 64)
+            .with_cache(cache)
+            .with_shards(shards),
+    )
     .unwrap();
     sender.start_pass();
     sender.start_pass();
     let mut out = vec![0; sender.max_record_len()];
     for p in 0..8u64 {
-        sender.send_page(p, &[p as u8 + 1; 64], &mut out).unwrap();
+        sender.save_page(p, &[p as u8 + 1; 64], &mut out).unwrap();
     }
     sender
 }
@@ -211,13 +192,13 @@ fn resize_to_huge_is_an_error_and_changes_nothing() {
                 let sender = if allocated {
                     warm_sender(cache, shards)
                 } else {
-                    Sender::new(SenderConfig {
-                        page_size: 64,
-                        cache_bytes: 64 * 64,
-                        cache,
-                        shards,
-                        ..SenderConfig::default()
-                    })
+                    Sender::new(
+                        SenderConfig::default()
+                            .with_page_size(64)
+                            .with_cache_bytes(64 * 64)
+                            .with_cache(cache)
+                            .with_shards(shards),
+                    )
                     .unwrap()
                 };
                 let before = sender.stats();

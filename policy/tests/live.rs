@@ -13,7 +13,7 @@
 mod common;
 
 use common::{ChangingPage, GuestWrites, admissions, cache_kinds};
-use xbzrle_policy::{Admission, CacheKind, Outcome, RawReason, Receiver, Sender, SenderConfig};
+use xbzrle_policy::{Action, Admission, CacheKind, RawReason, Receiver, Sender, SenderConfig};
 use xbzrle_workloads::SplitMix64;
 
 const PAGE: usize = 320;
@@ -34,14 +34,13 @@ fn dirty(page: &mut [u8], rng: &mut SplitMix64) {
 }
 
 /// One migration; returns what the sender decided, page after page.
-fn scenario(cache: CacheKind, admission: Admission, shards: usize, seed: u64) -> Vec<Outcome> {
-    let config = SenderConfig {
-        page_size: PAGE,
-        cache_bytes: 8 * PAGE as u64,
-        cache,
-        admission,
-        shards,
-    };
+fn scenario(cache: CacheKind, admission: Admission, shards: usize, seed: u64) -> Vec<Action> {
+    let config = SenderConfig::default()
+        .with_page_size(PAGE)
+        .with_cache_bytes(8 * PAGE as u64)
+        .with_cache(cache)
+        .with_admission(admission)
+        .with_shards(shards);
     let context = format!("{cache:?} {admission:?} shards={shards} seed={seed}");
     let live = Sender::new(config.clone()).expect("valid config");
     let consistent = Sender::new(config).expect("valid config");
@@ -62,7 +61,7 @@ fn scenario(cache: CacheKind, admission: Admission, shards: usize, seed: u64) ->
         vec![0; live.max_record_len()],
         vec![0; consistent.max_record_len()],
     );
-    let mut outcomes = Vec::new();
+    let mut actions = Vec::new();
     for pass in 0..10 {
         let last = pass == 9;
         if last {
@@ -90,19 +89,22 @@ fn scenario(cache: CacheKind, admission: Admission, shards: usize, seed: u64) ->
                 (false, _) => GuestWrites::Rewrite,
             };
             let page = ChangingPage::new(memory, writes, rng.next_u64());
-            let sent = live.send_page(p, &page, &mut out).expect("valid send");
+            let sent = live.save_page(p, &page, &mut out).expect("valid send");
             let (returned, reads) = page.finish();
             let step = format!("{context} pass={pass} page={p} {writes:?}: {sent:?}");
             assert!(reads.iter().all(|&n| n == 1), "{step}: reads {reads:?}");
             let expected = consistent
-                .send_page(p, &returned[..], &mut out_consistent)
+                .save_page(p, &returned[..], &mut out_consistent)
                 .expect("valid send");
             assert_eq!(sent, expected, "{step}");
-            assert!(out[..sent.len] == out_consistent[..sent.len], "{step}");
-            outcomes.push(sent.outcome);
-            if sent.len > 0 {
+            assert!(
+                out[..sent.record_len] == out_consistent[..sent.record_len],
+                "{step}"
+            );
+            actions.push(sent.action);
+            if sent.record_len > 0 {
                 receiver
-                    .apply_record(&out[..sent.len], &mut destination)
+                    .apply_record(&out[..sent.record_len], &mut destination)
                     .unwrap_or_else(|e| panic!("{step}: {e}"));
             }
             let dest = &destination[p as usize * PAGE..][..PAGE];
@@ -117,31 +119,31 @@ fn scenario(cache: CacheKind, admission: Admission, shards: usize, seed: u64) ->
         "{context}: destination after the last stage"
     );
     assert_eq!(live.stats(), consistent.stats(), "{context}");
-    outcomes
+    actions
 }
 
 #[test]
 fn a_page_written_during_the_read_is_read_once_and_sent_as_read() {
     for cache in cache_kinds() {
         for admission in admissions() {
-            let mut outcomes = Vec::new();
+            let mut actions = Vec::new();
             for shards in [1, 2] {
                 for seed in 0..6 {
-                    outcomes.extend(scenario(cache, admission, shards, seed));
+                    actions.extend(scenario(cache, admission, shards, seed));
                 }
             }
             // Every path was taken.
-            for outcome in [
-                Outcome::Zero,
-                Outcome::Xbzrle,
-                Outcome::Skipped,
-                Outcome::Raw(RawReason::Bulk),
-                Outcome::Raw(RawReason::Miss),
-                Outcome::Raw(RawReason::Overflow),
+            for action in [
+                Action::Zero,
+                Action::Xbzrle,
+                Action::Skipped,
+                Action::Raw(RawReason::Bulk),
+                Action::Raw(RawReason::Miss),
+                Action::Raw(RawReason::Overflow),
             ] {
                 assert!(
-                    outcomes.contains(&outcome),
-                    "{cache:?} {admission:?}: never {outcome:?}"
+                    actions.contains(&action),
+                    "{cache:?} {admission:?}: never {action:?}"
                 );
             }
         }

@@ -90,11 +90,11 @@ fn channel(
     let mut out = vec![0; sender.max_record_len()];
     let mut save = |p: usize, step: &str| {
         let sent = sender
-            .send_page(p as u64, &ram.page(p), &mut out)
+            .save_page(p as u64, &ram.page(p), &mut out)
             .unwrap_or_else(|e| panic!("{step}: {e}"));
-        if sent.len > 0 {
+        if sent.record_len > 0 {
             receiver
-                .apply_record(&out[..sent.len], &mut destination)
+                .apply_record(&out[..sent.record_len], &mut destination)
                 .unwrap_or_else(|e| panic!("{step}: {e}"));
         }
         if let Some((cached, _)) = sender.cached_page(p as u64) {
@@ -124,13 +124,14 @@ fn channel(
 
 fn migrate(cache: CacheKind, admission: Admission, shards: usize, seed: u64) {
     let context = format!("{cache:?} {admission:?} shards={shards} seed={seed}");
-    let sender = Sender::new(SenderConfig {
-        page_size: PAGE,
-        cache_bytes: 12 * PAGE as u64,
-        cache,
-        admission,
-        shards,
-    })
+    let sender = Sender::new(
+        SenderConfig::default()
+            .with_page_size(PAGE)
+            .with_cache_bytes(12 * PAGE as u64)
+            .with_cache(cache)
+            .with_admission(admission)
+            .with_shards(shards),
+    )
     .expect("valid config");
     let mut memory = vec![0u8; PAGES * PAGE];
     SplitMix64::new(seed).fill(&mut memory);
@@ -175,11 +176,11 @@ fn migrate(cache: CacheKind, admission: Admission, shards: usize, seed: u64) {
     let mut out = vec![0; sender.max_record_len()];
     for p in 0..PAGES {
         let sent = sender
-            .send_page(p as u64, &ram.page(p), &mut out)
+            .save_page(p as u64, &ram.page(p), &mut out)
             .expect("valid send");
-        if sent.len > 0 {
+        if sent.record_len > 0 {
             receiver
-                .apply_record(&out[..sent.len], &mut destination)
+                .apply_record(&out[..sent.record_len], &mut destination)
                 .unwrap_or_else(|e| panic!("{context} last stage page {p}: {e}"));
         }
     }

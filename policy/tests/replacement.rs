@@ -86,13 +86,14 @@ fn hot_and_scan(hot: usize, scan: usize, seed: u64) -> Trace {
 
 /// Runs the trace; returns (hit rate after the bulk stage, wire bytes).
 fn run(trace: &Trace, cache: CacheKind, admission: Admission) -> (f64, u64) {
-    let sender = Sender::new(SenderConfig {
-        page_size: PAGE,
-        cache_bytes: CACHE_PAGES * PAGE as u64,
-        cache,
-        admission,
-        shards: 1,
-    })
+    let sender = Sender::new(
+        SenderConfig::default()
+            .with_page_size(PAGE)
+            .with_cache_bytes(CACHE_PAGES * PAGE as u64)
+            .with_cache(cache)
+            .with_admission(admission)
+            .with_shards(1),
+    )
     .unwrap();
     let mut guest = vec![1u8; GUEST_PAGES * PAGE];
     let mut out = vec![0; sender.max_record_len()];
@@ -102,7 +103,7 @@ fn run(trace: &Trace, cache: CacheKind, admission: Admission) -> (f64, u64) {
             // A small write: a good XBZRLE candidate when cached.
             guest[page * PAGE + n % PAGE] = guest[page * PAGE + n % PAGE].wrapping_add(1) | 1;
             sender
-                .send_page(page as u64, &guest[page * PAGE..][..PAGE], &mut out)
+                .save_page(page as u64, &guest[page * PAGE..][..PAGE], &mut out)
                 .unwrap();
         }
     }
@@ -220,12 +221,12 @@ fn real_hot_set_conflicts() {
     }
     let colliding: usize = slots.values().filter(|&&n| n > 1).sum();
     let steady_miss = |cache: CacheKind| {
-        let sender = Sender::new(SenderConfig {
-            page_size: 64,
-            cache_bytes: 8192 * 64,
-            cache,
-            ..SenderConfig::default()
-        })
+        let sender = Sender::new(
+            SenderConfig::default()
+                .with_page_size(64)
+                .with_cache_bytes(8192 * 64)
+                .with_cache(cache),
+        )
         .unwrap();
         let mut out = vec![0; sender.max_record_len()];
         let mut misses = 0;
@@ -235,7 +236,7 @@ fn real_hot_set_conflicts() {
             for &p in &sorted {
                 let mut page = [1u8; 64];
                 page[0] = pass | 0x80;
-                sender.send_page(p as u64, &page, &mut out).unwrap();
+                sender.save_page(p as u64, &page, &mut out).unwrap();
             }
             misses = sender.stats().xbzrle_cache.cache_miss - before;
         }

@@ -3,14 +3,14 @@
 //! every record ends with the sender's memory. Also checks the cache memory bound after
 //! every step. The caller sometimes ends the bulk stage itself (in the middle of the bulk
 //! pass, or later, where it has no effect) and sometimes detects zero pages itself
-//! (`send_zero_page`).
+//! (`save_zero_page`).
 
 mod common;
 
 use common::cache_kinds;
 use proptest::prelude::*;
 use xbzrle_policy::{
-    Admission, AdmissionPolicy, CacheKind, Outcome, Receiver, Sender, SenderConfig, Stage,
+    Action, Admission, AdmissionPolicy, CacheKind, Receiver, Sender, SenderConfig, Stage,
 };
 
 const MAX_PAGES: usize = 12;
@@ -101,7 +101,7 @@ struct Scenario {
     /// if it does.
     bulk_split: Option<usize>,
     /// Bit `p mod 8` set: the caller detects zero pages of page `p` itself and calls
-    /// `send_zero_page` for them.
+    /// `save_zero_page` for them.
     zero_by_caller: u8,
     ops: Vec<Op>,
     /// Ops after the last stage has started (a pass there only sends the dirty pages).
@@ -161,8 +161,8 @@ struct Channels {
 
 /// Sends `dirty` pages (ascending) from `threads` threads, each owning the pages
 /// `i mod threads`, and applies every record to `dest`. A zero page the caller detects
-/// (see [`Channels`]) goes through `send_zero_page`, any other through `send_page`.
-fn send_pages(
+/// (see [`Channels`]) goes through `save_zero_page`, any other through `save_page`.
+fn save_pages(
     sender: &Sender,
     receiver: &Receiver,
     guest: &[u8],
@@ -186,14 +186,14 @@ fn send_pages(
                         let caller_zero =
                             zero_by_caller >> (page % 8) & 1 == 1 && data.iter().all(|&b| b == 0);
                         let sent = if caller_zero {
-                            sender.send_zero_page(page as u64, &mut out).unwrap()
+                            sender.save_zero_page(page as u64, &mut out).unwrap()
                         } else {
-                            sender.send_page(page as u64, data, &mut out).unwrap()
+                            sender.save_page(page as u64, data, &mut out).unwrap()
                         };
                         if caller_zero {
-                            assert_eq!(sent.outcome, Outcome::Zero);
+                            assert_eq!(sent.action, Action::Zero);
                         }
-                        records.push(out[..sent.len].to_vec());
+                        records.push(out[..sent.record_len].to_vec());
                     }
                     records
                 })
@@ -211,13 +211,12 @@ fn send_pages(
 fn run(sc: &Scenario, cache: CacheKind, policy: Policy) {
     let ps = sc.page_size;
     let mut cache_bytes = sc.cache_pages * ps as u64;
-    let mut config = SenderConfig {
-        page_size: ps,
-        cache_bytes,
-        cache,
-        admission: Admission::AfterBulk,
-        shards: sc.shards,
-    };
+    let mut config = SenderConfig::default()
+        .with_page_size(ps)
+        .with_cache_bytes(cache_bytes)
+        .with_cache(cache)
+        .with_admission(Admission::AfterBulk)
+        .with_shards(sc.shards);
     let sender = match policy {
         Policy::Builtin(admission) => {
             config.admission = admission;
@@ -258,7 +257,7 @@ fn run(sc: &Scenario, cache: CacheKind, policy: Policy) {
     // Bulk stage: every page, the caller perhaps ending it part-way.
     sender.start_pass();
     let split = sc.bulk_split.map_or(all.len(), |k| k.min(all.len()));
-    send_pages(
+    save_pages(
         &sender,
         &receiver,
         &guest,
@@ -271,7 +270,7 @@ fn run(sc: &Scenario, cache: CacheKind, policy: Policy) {
         assert_eq!(sender.stage(), Stage::Iterative);
         assert_eq!(sender.generation(), 1);
     }
-    send_pages(
+    save_pages(
         &sender,
         &receiver,
         &guest,
@@ -286,7 +285,7 @@ fn run(sc: &Scenario, cache: CacheKind, policy: Policy) {
             history.push(guest.clone());
             sender.start_last_stage();
             let pages: Vec<usize> = (0..sc.pages).filter(|&p| dirty[p]).collect();
-            send_pages(&sender, &receiver, &guest, &mut dest, &pages, channels);
+            save_pages(&sender, &receiver, &guest, &mut dest, &pages, channels);
             dirty.fill(false);
             continue;
         };
@@ -320,12 +319,12 @@ fn run(sc: &Scenario, cache: CacheKind, policy: Policy) {
                 history.push(guest.clone());
                 sender.start_pass();
                 let pages: Vec<usize> = (0..sc.pages).filter(|&p| dirty[p]).collect();
-                send_pages(&sender, &receiver, &guest, &mut dest, &pages, channels);
+                save_pages(&sender, &receiver, &guest, &mut dest, &pages, channels);
                 dirty.fill(false);
             }
             Op::Resend { page } => {
                 let page = page % sc.pages;
-                send_pages(&sender, &receiver, &guest, &mut dest, &[page], one);
+                save_pages(&sender, &receiver, &guest, &mut dest, &[page], one);
                 dirty[page] = false;
             }
             Op::Resize { pages } => {
@@ -345,7 +344,7 @@ fn run(sc: &Scenario, cache: CacheKind, policy: Policy) {
         check_memory(&sender, cache_bytes);
     }
     let pages: Vec<usize> = (0..sc.pages).filter(|&p| dirty[p]).collect();
-    send_pages(&sender, &receiver, &guest, &mut dest, &pages, channels);
+    save_pages(&sender, &receiver, &guest, &mut dest, &pages, channels);
     assert!(guest == dest, "receiver memory differs from the sender's");
 }
 

@@ -2,7 +2,7 @@
 //! receiver on the records and checks that it ends with the sender's memory.
 
 use xbzrle_policy::{
-    Admission, AdmissionPolicy, CacheKind, Outcome, RawReason, Receiver, Replacement, Sender,
+    Action, Admission, AdmissionPolicy, CacheKind, RawReason, Receiver, Replacement, Sender,
     SenderConfig, Stage,
 };
 
@@ -59,15 +59,15 @@ enum Step {
     Last,
     /// Resize the cache to this many pages.
     Resize(u64),
-    /// Send `page` with content `C`, expecting this outcome.
-    Send(u64, C, Outcome),
+    /// Send `page` with content `C`, expecting this action.
+    Send(u64, C, Action),
     /// `page` is cached with content `C` and age `u64`.
     Cached(u64, C, u64),
     /// `page` is not cached.
     NotCached(u64),
     /// `end_bulk_stage`.
     EndBulk,
-    /// `send_zero_page(page)`: the caller knows the page is zero (expects [`Zero`]).
+    /// `save_zero_page(page)`: the caller knows the page is zero (expects [`Zero`]).
     SendZero(u64),
     /// The sender is in this stage and generation.
     Is(Stage, u64),
@@ -75,12 +75,12 @@ enum Step {
     Lookups { misses: u64, hits: u64 },
 }
 
-use Outcome::{Skipped, Xbzrle, Zero};
+use Action::{Skipped, Xbzrle, Zero};
 use Stage::{Bulk, Iterative};
 use Step::*;
-const BULK: Outcome = Outcome::Raw(RawReason::Bulk);
-const MISS: Outcome = Outcome::Raw(RawReason::Miss);
-const OVERFLOW: Outcome = Outcome::Raw(RawReason::Overflow);
+const BULK: Action = Action::Raw(RawReason::Bulk);
+const MISS: Action = Action::Raw(RawReason::Miss);
+const OVERFLOW: Action = Action::Raw(RawReason::Overflow);
 
 struct Case {
     name: &'static str,
@@ -433,7 +433,7 @@ const CASES: &[Case] = &[
         ..QEMU
     },
     Case {
-        name: "send_zero_page: the entry becomes zeros once XBZRLE started",
+        name: "save_zero_page: the entry becomes zeros once XBZRLE started",
         steps: &[
             Pass,
             SendZero(3), // bulk stage: nothing inserted
@@ -455,7 +455,7 @@ const CASES: &[Case] = &[
         ..QEMU
     },
     Case {
-        name: "send_zero_page in the bulk stage refreshes a page admit-always cached",
+        name: "save_zero_page in the bulk stage refreshes a page admit-always cached",
         cache: SA2,
         admission: Admission::Always,
         steps: &[
@@ -472,7 +472,7 @@ const CASES: &[Case] = &[
         ..QEMU
     },
     Case {
-        name: "send_zero_page: lifetime protection refuses the zero page too",
+        name: "save_zero_page: lifetime protection refuses the zero page too",
         steps: &[
             Pass,
             Pass,
@@ -489,7 +489,7 @@ const CASES: &[Case] = &[
         ..QEMU
     },
     Case {
-        name: "send_zero_page in the last stage drops the entry and inserts nothing",
+        name: "save_zero_page in the last stage drops the entry and inserts nothing",
         steps: &[
             Pass,
             Pass,
@@ -506,13 +506,14 @@ const CASES: &[Case] = &[
 ];
 
 fn run(case: &Case, shards: usize) {
-    let sender = Sender::new(SenderConfig {
-        page_size: PAGE,
-        cache_bytes: case.cache_pages * PAGE as u64,
-        cache: case.cache,
-        admission: case.admission,
-        shards,
-    })
+    let sender = Sender::new(
+        SenderConfig::default()
+            .with_page_size(PAGE)
+            .with_cache_bytes(case.cache_pages * PAGE as u64)
+            .with_cache(case.cache)
+            .with_admission(case.admission)
+            .with_shards(shards),
+    )
     .unwrap();
     let receiver = Receiver::new(PAGE).unwrap();
     let mut guest = vec![0u8; GUEST_PAGES * PAGE];
@@ -527,11 +528,11 @@ fn run(case: &Case, shards: usize) {
             Send(page, content, expect) => {
                 let data = bytes(content);
                 guest[page as usize * PAGE..][..PAGE].copy_from_slice(&data);
-                let sent = sender.send_page(page, &data, &mut out).unwrap();
-                assert_eq!(sent.outcome, expect, "{at}");
-                if sent.len > 0 {
+                let sent = sender.save_page(page, &data, &mut out).unwrap();
+                assert_eq!(sent.action, expect, "{at}");
+                if sent.record_len > 0 {
                     receiver
-                        .apply_record(&out[..sent.len], &mut dest)
+                        .apply_record(&out[..sent.record_len], &mut dest)
                         .unwrap_or_else(|e| panic!("{at}: {e}"));
                 }
             }
@@ -546,10 +547,10 @@ fn run(case: &Case, shards: usize) {
             EndBulk => sender.end_bulk_stage(),
             SendZero(page) => {
                 guest[page as usize * PAGE..][..PAGE].fill(0);
-                let sent = sender.send_zero_page(page, &mut out).unwrap();
-                assert_eq!(sent.outcome, Zero, "{at}");
+                let sent = sender.save_zero_page(page, &mut out).unwrap();
+                assert_eq!(sent.action, Zero, "{at}");
                 receiver
-                    .apply_record(&out[..sent.len], &mut dest)
+                    .apply_record(&out[..sent.record_len], &mut dest)
                     .unwrap_or_else(|e| panic!("{at}: {e}"));
             }
             Is(stage, generation) => {
@@ -591,18 +592,16 @@ fn every_rule_with_two_shards() {
 
 /// QEMU's defaults with [`PAGE`]-byte pages and a cache of 4 pages.
 fn small_config() -> SenderConfig {
-    SenderConfig {
-        page_size: PAGE,
-        cache_bytes: 4 * PAGE as u64,
-        ..SenderConfig::default()
-    }
+    SenderConfig::default()
+        .with_page_size(PAGE)
+        .with_cache_bytes(4 * PAGE as u64)
 }
 
 #[test]
 fn statistics_follow_qemu() {
     let sender = Sender::new(small_config()).unwrap();
     let mut out = vec![0u8; sender.max_record_len()];
-    let mut send = |page: u64, c: C| sender.send_page(page, &bytes(c), &mut out).unwrap();
+    let mut send = |page: u64, c: C| sender.save_page(page, &bytes(c), &mut out).unwrap();
     sender.start_pass();
     send(0, C::Base(1)); // bulk raw
     send(1, C::Zero); // zero
@@ -616,9 +615,9 @@ fn statistics_follow_qemu() {
     send(2, C::Inverse(2)); // hit, overflow
     let s = sender.stats();
     let x = s.xbzrle_cache;
-    assert_eq!(poke.outcome, Xbzrle);
+    assert_eq!(poke.action, Xbzrle);
     // zrun 10 (1 byte), nzrun 1 (1 byte), 1 data byte = 3-byte delta, 12-byte record.
-    assert_eq!(poke.len, 9 + 3 + 3);
+    assert_eq!(poke.record_len, 9 + 3 + 3);
     assert_eq!(x.cache_size, 4 * PAGE as u64);
     assert_eq!(x.pages, 3);
     assert_eq!(x.cache_miss, 3);
@@ -633,17 +632,14 @@ fn statistics_follow_qemu() {
     assert_eq!(s.wire_bytes, 10 + 5 * raw_record + 15);
     // Rates of the last completed period (the second pass: 2 misses out of 2 pages, no hit).
     assert_eq!((x.cache_miss_rate, x.encoding_rate), (1.0, 0.0));
-    assert_eq!(sender.estimate_last_stage_bytes(10), 10 * raw_record);
+    assert_eq!(sender.estimate_bytes(10), 10 * raw_record);
     sender.start_last_stage();
     let x = sender.stats().xbzrle_cache;
     // Third pass: 1 miss in 4 pages; 3 hits × 64 bytes over 3 + 3 + 64 bytes.
     assert_eq!(x.cache_miss_rate, 0.25);
     assert_eq!(x.encoding_rate, 3.0 * 64.0 / 70.0);
     // 15 + 0 + 73 + 73 wire bytes over 4 pages.
-    assert_eq!(
-        sender.estimate_last_stage_bytes(8),
-        8 * (15 + 2 * raw_record) / 4
-    );
+    assert_eq!(sender.estimate_bytes(8), 8 * (15 + 2 * raw_record) / 4);
 }
 
 /// `end_bulk_stage` is not a dirty sync: the period in progress goes on, and its rates
@@ -652,14 +648,14 @@ fn statistics_follow_qemu() {
 fn end_bulk_stage_keeps_the_statistics_period() {
     let sender = Sender::new(small_config()).unwrap();
     let mut out = vec![0u8; sender.max_record_len()];
-    let mut send = |page: u64, c: C| sender.send_page(page, &bytes(c), &mut out).unwrap();
+    let mut send = |page: u64, c: C| sender.save_page(page, &bytes(c), &mut out).unwrap();
     sender.start_pass();
     send(0, C::Base(1)); // bulk raw
     send(1, C::Base(2)); // bulk raw
     sender.end_bulk_stage();
     let before = sender.stats();
     assert_eq!(before.generation, 1);
-    assert_eq!(sender.estimate_last_stage_bytes(1), (9 + PAGE) as u64);
+    assert_eq!(sender.estimate_bytes(1), (9 + PAGE) as u64);
     send(2, C::Base(3)); // miss
     send(0, C::Base(1)); // miss
     send(2, C::Poke(3, 0)); // hit: 1-byte zrun 0, nzrun 1, 1 data byte
@@ -698,7 +694,7 @@ impl AdmissionPolicy for FirstOnly {
 fn bulk_resend_refreshes_a_cached_page_even_when_not_admitted() {
     let sender = Sender::with_admission(small_config(), |_| Box::new(FirstOnly(false))).unwrap();
     let mut out = vec![0u8; sender.max_record_len()];
-    let mut send = |c: C| sender.send_page(2, &bytes(c), &mut out).unwrap().outcome;
+    let mut send = |c: C| sender.save_page(2, &bytes(c), &mut out).unwrap().action;
     sender.start_pass();
     assert_eq!(send(C::Base(1)), BULK);
     assert_eq!(send(C::Base(2)), BULK);

@@ -4,16 +4,14 @@ mod common;
 
 use common::cache_kinds;
 use xbzrle_policy::{
-    Admission, AdmissionPolicy, CacheKind, ConfigError, Outcome, RawReason, Receiver, Replacement,
-    SendError, Sender, SenderConfig, Stage,
+    Action, Admission, AdmissionPolicy, CacheKind, ConfigError, RawReason, Receiver, Replacement,
+    SaveError, Sender, SenderConfig, Stage,
 };
 
 fn small(page_size: usize, pages: u64) -> SenderConfig {
-    SenderConfig {
-        page_size,
-        cache_bytes: pages * page_size as u64,
-        ..SenderConfig::default()
-    }
+    SenderConfig::default()
+        .with_page_size(page_size)
+        .with_cache_bytes(pages * page_size as u64)
 }
 
 #[test]
@@ -104,55 +102,28 @@ fn end_bulk_stage_switches_the_stage_only() {
 fn bad_configurations_are_rejected() {
     let base = small(64, 4);
     let cases = [
+        (base.clone().with_page_size(0), ConfigError::PageSize(0)),
         (
-            SenderConfig {
-                page_size: 0,
-                ..base.clone()
-            },
-            ConfigError::PageSize(0),
-        ),
-        (
-            SenderConfig {
-                cache_bytes: 63,
-                ..base.clone()
-            },
+            base.clone().with_cache_bytes(63),
             ConfigError::CacheBytes {
                 cache_bytes: 63,
                 page_size: 64,
             },
         ),
+        (base.clone().with_shards(3), ConfigError::Shards(3)),
+        (base.clone().with_shards(0), ConfigError::Shards(0)),
         (
-            SenderConfig {
-                shards: 3,
-                ..base.clone()
-            },
-            ConfigError::Shards(3),
-        ),
-        (
-            SenderConfig {
-                shards: 0,
-                ..base.clone()
-            },
-            ConfigError::Shards(0),
-        ),
-        (
-            SenderConfig {
-                cache: CacheKind::SetAssociative {
-                    ways: 0,
-                    replacement: Replacement::Lru,
-                },
-                ..base.clone()
-            },
+            base.clone().with_cache(CacheKind::SetAssociative {
+                ways: 0,
+                replacement: Replacement::Lru,
+            }),
             ConfigError::Ways(0),
         ),
         (
-            SenderConfig {
-                admission: Admission::Frequency {
-                    min_passes: 0,
-                    counters: 8,
-                },
-                ..base.clone()
-            },
+            base.clone().with_admission(Admission::Frequency {
+                min_passes: 0,
+                counters: 8,
+            }),
             ConfigError::Frequency {
                 min_passes: 0,
                 counters: 8,
@@ -179,25 +150,25 @@ fn misuse_is_an_error_not_a_panic() {
     let mut out = vec![0u8; sender.max_record_len()];
     assert_eq!(sender.max_record_len(), 9 + 3 + 64);
     assert_eq!(
-        sender.send_page(0, &[1; 63], &mut out),
-        Err(SendError::WrongPageSize {
+        sender.save_page(0, &[1; 63], &mut out),
+        Err(SaveError::WrongPageSize {
             len: 63,
             page_size: 64
         })
     );
     assert_eq!(
-        sender.send_page(0, &[1; 64], &mut out[..75]),
-        Err(SendError::OutputTooSmall {
+        sender.save_page(0, &[1; 64], &mut out[..75]),
+        Err(SaveError::OutputTooSmall {
             len: 75,
             needed: 76
         })
     );
     assert_eq!(
-        sender.send_zero_page(0, &mut out[..9]),
-        Err(SendError::OutputTooSmall { len: 9, needed: 10 })
+        sender.save_zero_page(0, &mut out[..9]),
+        Err(SaveError::OutputTooSmall { len: 9, needed: 10 })
     );
     assert_eq!(sender.stats().pages_processed, 0);
-    assert!(sender.send_zero_page(0, &mut out[..10]).is_ok());
+    assert!(sender.save_zero_page(0, &mut out[..10]).is_ok());
 }
 
 struct Panics;
@@ -214,23 +185,20 @@ impl AdmissionPolicy for Panics {
 
 #[test]
 fn a_panic_inside_a_shard_poisons_only_that_shard() {
-    let config = SenderConfig {
-        shards: 2,
-        ..small(64, 4)
-    };
+    let config = small(64, 4).with_shards(2);
     let sender = Sender::with_admission(config, |_| Box::new(Panics)).unwrap();
     let mut out = vec![0u8; sender.max_record_len()];
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _ = sender.send_page(1, &[1; 64], &mut [0; 76]);
+        let _ = sender.save_page(1, &[1; 64], &mut [0; 76]);
     }));
     assert!(caught.is_err());
     assert_eq!(
-        sender.send_page(3, &[1; 64], &mut out),
-        Err(SendError::Poisoned)
+        sender.save_page(3, &[1; 64], &mut out),
+        Err(SaveError::Poisoned)
     );
-    assert_eq!(sender.send_zero_page(3, &mut out), Err(SendError::Poisoned));
-    assert!(sender.send_page(2, &[1; 64], &mut out).is_ok());
-    assert!(sender.send_zero_page(2, &mut out).is_ok());
+    assert_eq!(sender.save_zero_page(3, &mut out), Err(SaveError::Poisoned));
+    assert!(sender.save_page(2, &[1; 64], &mut out).is_ok());
+    assert!(sender.save_zero_page(2, &mut out).is_ok());
     sender.end_bulk_stage(); // touches no shard: fine with a poisoned one
     assert_eq!(sender.stage(), Stage::Iterative);
 }
@@ -246,22 +214,24 @@ fn large_pages_cap_the_delta_at_u16() {
     let mut page = vec![1u8; BIG];
     let mut dest = vec![0u8; BIG];
     let mut send = |page: &[u8], dest: &mut [u8]| {
-        let sent = sender.send_page(0, page, &mut out).unwrap();
-        if sent.len > 0 {
-            receiver.apply_record(&out[..sent.len], dest).unwrap();
+        let sent = sender.save_page(0, page, &mut out).unwrap();
+        if sent.record_len > 0 {
+            receiver
+                .apply_record(&out[..sent.record_len], dest)
+                .unwrap();
         }
-        sent.outcome
+        sent.action
     };
     sender.start_pass();
     sender.start_pass();
-    assert_eq!(send(&page, &mut dest), Outcome::Raw(RawReason::Miss));
+    assert_eq!(send(&page, &mut dest), Action::Raw(RawReason::Miss));
     page[BIG - 1] = 2;
-    assert_eq!(send(&page, &mut dest), Outcome::Xbzrle);
+    assert_eq!(send(&page, &mut dest), Action::Xbzrle);
     // Every other byte changes: the delta is 2 + 35000 * 2 bytes long at least.
     for b in page.iter_mut().step_by(2) {
         *b = 9;
     }
-    assert_eq!(send(&page, &mut dest), Outcome::Raw(RawReason::Overflow));
+    assert_eq!(send(&page, &mut dest), Action::Raw(RawReason::Overflow));
     assert_eq!(dest, page);
 }
 
@@ -273,13 +243,14 @@ fn several_threads_keep_the_receiver_identical() {
     const PAGES: usize = 256;
     const THREADS: usize = 4;
     for cache in cache_kinds() {
-        let sender = Sender::new(SenderConfig {
-            page_size: PAGE,
-            cache_bytes: 40 * PAGE as u64,
-            cache,
-            admission: Admission::AfterBulk,
-            shards: 2,
-        })
+        let sender = Sender::new(
+            SenderConfig::default()
+                .with_page_size(PAGE)
+                .with_cache_bytes(40 * PAGE as u64)
+                .with_cache(cache)
+                .with_admission(Admission::AfterBulk)
+                .with_shards(2),
+        )
         .unwrap();
         let receiver = Receiver::new(PAGE).unwrap();
         let mut guest: Vec<u8> = (0..PAGES * PAGE).map(|i| (i % 251) as u8).collect();
@@ -312,8 +283,8 @@ fn several_threads_keep_the_receiver_identical() {
                             let mut records = Vec::new();
                             for p in (t..PAGES).step_by(THREADS).filter(|&p| dirty[p]) {
                                 let data = &guest[p * PAGE..][..PAGE];
-                                let sent = sender.send_page(p as u64, data, &mut out).unwrap();
-                                records.extend_from_slice(&out[..sent.len]);
+                                let sent = sender.save_page(p as u64, data, &mut out).unwrap();
+                                records.extend_from_slice(&out[..sent.record_len]);
                             }
                             records
                         })

@@ -3,7 +3,7 @@
 //! same records as the same bytes given as a slice, and rebuild the guest on a receiver.
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
-use xbzrle_policy::{Outcome, Receiver, Sender, SenderConfig};
+use xbzrle_policy::{Action, Receiver, Sender, SenderConfig};
 use xbzrle_workloads::SplitMix64;
 
 const PAGE: usize = 4096;
@@ -17,10 +17,7 @@ fn guest_pages_are_sent_from_their_volatile_slices() {
     let mut image = vec![0u8; PAGES * PAGE];
     rng.fill(&mut image[PAGE..]); // page 0 stays zero
     guest.write_slice(&image, GuestAddress(0)).expect("write");
-    let config = SenderConfig {
-        cache_bytes: 16 * PAGE as u64,
-        ..SenderConfig::default()
-    };
+    let config = SenderConfig::default().with_cache_bytes(16 * PAGE as u64);
     let (sender, reference) = (
         Sender::new(config.clone()).unwrap(),
         Sender::new(config).unwrap(),
@@ -28,7 +25,7 @@ fn guest_pages_are_sent_from_their_volatile_slices() {
     let receiver = Receiver::new(PAGE).unwrap();
     let mut destination = vec![0u8; PAGES * PAGE];
     let (mut out, mut expected_out) = (vec![0; sender.max_record_len()], vec![0; PAGE + 64]);
-    let mut outcomes = Vec::new();
+    let mut actions = Vec::new();
     for pass in 0..4 {
         sender.start_pass();
         reference.start_pass();
@@ -42,7 +39,7 @@ fn guest_pages_are_sent_from_their_volatile_slices() {
             let slice = guest
                 .get_slice(GuestAddress((p * PAGE) as u64), PAGE)
                 .unwrap();
-            let sent = sender.send_page(p as u64, &slice, &mut out).unwrap();
+            let sent = sender.save_page(p as u64, &slice, &mut out).unwrap();
             guest
                 .read_slice(
                     &mut image[p * PAGE..][..PAGE],
@@ -50,20 +47,20 @@ fn guest_pages_are_sent_from_their_volatile_slices() {
                 )
                 .unwrap();
             let expected = reference
-                .send_page(p as u64, &image[p * PAGE..][..PAGE], &mut expected_out)
+                .save_page(p as u64, &image[p * PAGE..][..PAGE], &mut expected_out)
                 .unwrap();
             assert_eq!(sent, expected, "pass {pass} page {p}");
-            assert_eq!(out[..sent.len], expected_out[..expected.len]);
-            if sent.len > 0 {
+            assert_eq!(out[..sent.record_len], expected_out[..expected.record_len]);
+            if sent.record_len > 0 {
                 receiver
-                    .apply_record(&out[..sent.len], &mut destination)
+                    .apply_record(&out[..sent.record_len], &mut destination)
                     .unwrap();
             }
-            outcomes.push(sent.outcome);
+            actions.push(sent.action);
         }
     }
     assert!(destination == image, "destination differs from the guest");
-    for outcome in [Outcome::Zero, Outcome::Xbzrle, Outcome::Skipped] {
-        assert!(outcomes.contains(&outcome), "never {outcome:?}");
+    for action in [Action::Zero, Action::Xbzrle, Action::Skipped] {
+        assert!(actions.contains(&action), "never {action:?}");
     }
 }

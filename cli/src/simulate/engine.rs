@@ -4,7 +4,7 @@
 use anyhow::{Context, anyhow, ensure};
 use indicatif::ProgressBar;
 use xbzrle_policy::wire::{Body, Record};
-use xbzrle_policy::{Receiver, Sender, SenderStats, Stage};
+use xbzrle_policy::{Receiver, Sender, SenderStats};
 use xbzrle_workloads::snapshots::SnapshotSeries;
 
 use super::guest::Guest;
@@ -58,8 +58,10 @@ impl Channel {
     fn send(&mut self, page: u64, data: &[u8]) -> anyhow::Result<usize> {
         let start = self.wire.len();
         self.wire.resize(start + self.sender.max_record_len(), 0);
-        let sent = self.sender.send_page(page, data, &mut self.wire[start..]);
-        let len = sent.map_err(|e| anyhow!("sending page {page}: {e}"))?.len;
+        let sent = self.sender.save_page(page, data, &mut self.wire[start..]);
+        let len = sent
+            .map_err(|e| anyhow!("sending page {page}: {e}"))?
+            .record_len;
         self.wire.truncate(start + len);
         if self.wire.len() >= WIRE_BATCH {
             self.deliver()?;
@@ -166,8 +168,8 @@ impl<'a> Migration<'a> {
         let threshold = self.settings.threshold();
         let dirty_bytes = dirty_pages.saturating_mul(self.settings.page_size as u64);
         // The estimate needs a measured pass after the bulk stage.
-        let estimated_bytes = (self.passes.len() >= 2)
-            .then(|| self.channel.sender.estimate_last_stage_bytes(dirty_pages));
+        let estimated_bytes =
+            (self.passes.len() >= 2).then(|| self.channel.sender.estimate_bytes(dirty_pages));
         Check {
             dirty_bytes,
             threshold_bytes: threshold,
@@ -218,11 +220,7 @@ impl<'a> Migration<'a> {
     pub(crate) fn end_pass(&mut self, start: PassStart) -> anyhow::Result<()> {
         self.channel.deliver()?;
         let (before, after) = (&start.stats, self.channel.sender.stats());
-        let stage = match after.stage {
-            Stage::Bulk => "bulk",
-            Stage::Iterative => "iterative",
-            Stage::Last => "last",
-        };
+        let stage = after.stage.name();
         self.passes.push(PassRecord {
             pass: self.passes.len(),
             stage,

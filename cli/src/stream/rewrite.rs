@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use serde::Serialize;
 use xbzrle_policy::wire::{Body, Record};
-use xbzrle_policy::{Outcome, Sender, SenderStats};
+use xbzrle_policy::{Action, Sender, SenderStats};
 use xbzrle_stream::{Event, SectionKind, StreamWriter};
 
 use super::{Tally, change, group};
@@ -171,13 +171,13 @@ pub(crate) fn run(args: &RewriteArgs) -> anyhow::Result<()> {
                 });
                 pass.input.add(&page.body, page.len);
                 let sent = sender
-                    .send_page(page.page_number, page.page, &mut record)
+                    .save_page(page.page_number, page.page, &mut record)
                     .map_err(|e| anyhow!("sender: {e}"))?;
-                if sent.outcome == Outcome::Skipped {
+                if sent.action == Action::Skipped {
                     pass.skipped += 1;
                     return Ok(());
                 }
-                let (wire, _) = Record::parse(&record[..sent.len], page.page.len())
+                let (wire, _) = Record::parse(&record[..sent.record_len], page.page.len())
                     .map_err(|e| anyhow!("sender wrote an unreadable record: {e}"))?;
                 let (body, len) = match wire.body {
                     Body::Zero { fill } => (

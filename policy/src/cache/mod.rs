@@ -129,6 +129,7 @@ pub trait PageCache: Send {
 
 /// The victim choice of a [`SetAssociativeCache`] when its set is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Replacement {
     /// Evict the least recently used entry, whatever its age.
     Lru,
@@ -144,6 +145,7 @@ pub enum Replacement {
 
 /// Cache organisation, as chosen in [`SenderConfig`](crate::SenderConfig).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum CacheKind {
     /// QEMU's direct-mapped cache ([`DirectMappedCache`]).
     #[default]

@@ -92,18 +92,21 @@ native_libs="$(cat "$native_libs_file")"
 header="$root/c-api/include/xbzrle.h"
 # The header's version is checked against Cargo.toml by c-api/tests/header.rs.
 version="$(sed -n 's/^#define XBZRLE_VERSION_STRING "\(.*\)"$/\1/p' "$header")"
-soname="$(readelf -d "$built/libxbzrle.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')"
+# Cargo names the files after the crate (xbzrle_capi); C users link -lxbzrle.
+built_so="$built/libxbzrle_capi.so"
+built_a="$built/libxbzrle_capi.a"
+soname="$(readelf -d "$built_so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')"
 if [[ -z "$version" || -z "$soname" ]]; then
-    echo "$0: cannot read the version from $header or the soname of $built/libxbzrle.so" >&2
+    echo "$0: cannot read the version from $header or the soname of $built_so" >&2
     exit 1
 fi
 
 install -d "$inc_dest" "$lib_dest/pkgconfig"
 install -m 644 "$header" "$inc_dest/xbzrle.h"
-install -m 755 "$built/libxbzrle.so" "$lib_dest/libxbzrle.so.$version"
+install -m 755 "$built_so" "$lib_dest/libxbzrle.so.$version"
 ln -sfn "libxbzrle.so.$version" "$lib_dest/$soname"
 ln -sfn "$soname" "$lib_dest/libxbzrle.so"
-install -m 644 "$built/libxbzrle.a" "$lib_dest/libxbzrle.a"
+install -m 644 "$built_a" "$lib_dest/libxbzrle.a"
 
 cat > "$lib_dest/pkgconfig/xbzrle.pc" <<PC
 prefix=$prefix

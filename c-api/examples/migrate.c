@@ -171,7 +171,7 @@ int main(void) {
             }
             offset += consumed;
         }
-        xbzrle_sender_get_stats(sender, &stats);
+        xbzrle_sender_get_stats(sender, &stats, sizeof(xbzrle_sender_stats));
         printf("pass %2d%s: %4zu pages sent, %8zu wire bytes | xbzrle pages %llu, "
                "cache-miss %llu, overflow %llu, zero %llu, encoding-rate %.1f\n",
                pass, last ? " (last)" : "", sent_pages, wire_len,

@@ -237,6 +237,12 @@ typedef struct xbzrle_sender xbzrle_sender;
  */
 typedef struct xbzrle_page_cache_config {
     /**
+     * `sizeof(xbzrle_page_cache_config)` of the header the caller was compiled with, set by
+     * `xbzrle_page_cache_config_default`: later versions of the library may add fields at
+     * the end, and give them their defaults for a caller built with this one.
+     */
+    size_t struct_size;
+    /**
      * Page size in bytes (1 ..= UINT32_MAX, and at most PTRDIFF_MAX; default 4096).
      */
     size_t page_size;
@@ -267,6 +273,11 @@ typedef struct xbzrle_page_cache_config {
  */
 typedef struct xbzrle_page_cache_info {
     /**
+     * Bytes `xbzrle_page_cache_get_info` filled in: the smaller of the caller's
+     * `sizeof(xbzrle_page_cache_info)` and the library's.
+     */
+    size_t struct_size;
+    /**
      * Page size in bytes.
      */
     size_t page_size;
@@ -293,6 +304,12 @@ typedef struct xbzrle_page_cache_info {
  * Enumerated fields are `uint32_t` holding the values of the named enums.
  */
 typedef struct xbzrle_sender_config {
+    /**
+     * `sizeof(xbzrle_sender_config)` of the header the caller was compiled with, set by
+     * `xbzrle_sender_config_default`: later versions of the library may add fields at the
+     * end, and give them their defaults for a caller built with this one.
+     */
+    size_t struct_size;
     /**
      * Page size in bytes (1 ..= UINT32_MAX, and at most PTRDIFF_MAX; default 4096).
      */
@@ -365,9 +382,16 @@ typedef int (*xbzrle_record_fn)(void *opaque,
                                 const uint8_t *record);
 
 /**
- * Sender statistics. The first seven fields are QEMU's `query-migrate` → `xbzrle-cache`.
+ * Sender statistics. After `struct_size`, the first seven fields are QEMU's
+ * `query-migrate` → `xbzrle-cache`.
  */
 typedef struct xbzrle_sender_stats {
+    /**
+     * Bytes `xbzrle_sender_get_stats` filled in: the smaller of the caller's
+     * `sizeof(xbzrle_sender_stats)` and the library's (later versions may add fields at the
+     * end).
+     */
+    size_t struct_size;
     /**
      * `cache-size`: the configured cache budget in bytes.
      */
@@ -717,16 +741,20 @@ enum xbzrle_status xbzrle_page_cache_insert(struct xbzrle_page_cache *cache,
                                             uint8_t **copy);
 
 /**
- * Fills `*info` with the cache's page size, budget, capacity, cached pages and allocated
- * page data. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_POISONED`. Not thread-safe (see
+ * Fills `*info` (`info_size` = `sizeof(xbzrle_page_cache_info)` of the caller's header)
+ * with the cache's page size, budget, capacity, cached pages and allocated page data: as
+ * many fields as both versions of the struct have, `info->struct_size` = the bytes filled
+ * in. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (`info_size` below the first
+ * version's size), `XBZRLE_ERR_POISONED`. Not thread-safe (see
  * `xbzrle_page_cache_is_cached`).
  *
  * # Safety
- * `cache` must be NULL or a live handle; `info` NULL or valid for a write of one
- * `xbzrle_page_cache_info`.
+ * `cache` must be NULL or a live handle; `info` NULL or valid for writes of `info_size`
+ * bytes.
  */
 enum xbzrle_status xbzrle_page_cache_get_info(struct xbzrle_page_cache *cache,
-                                              struct xbzrle_page_cache_info *info);
+                                              struct xbzrle_page_cache_info *info,
+                                              size_t info_size);
 
 /**
  * Creates a receiver for pages of `page_size` bytes (1 ..= UINT32_MAX, and at most
@@ -814,7 +842,8 @@ enum xbzrle_status xbzrle_receiver_apply_record(const struct xbzrle_receiver *re
  * Fills `*config` with the defaults (QEMU's setup): 4096-byte pages, a 64 MiB
  * direct-mapped cache, admission after the bulk stage, one shard. Set-associative and
  * frequency fields get usable values (16 ways, FREQUENCY replacement, 2 passes, 1 MiB of
- * counters) so that changing only `cache_kind` or `admission` works.
+ * counters) so that changing only `cache_kind` or `admission` works; `struct_size` is this
+ * header's `sizeof(xbzrle_sender_config)`.
  *
  * Errors: `XBZRLE_ERR_NULL`. Thread-safe.
  *
@@ -837,12 +866,16 @@ enum xbzrle_status xbzrle_sender_config_default(struct xbzrle_sender_config *con
  * error, and memory that cannot be allocated gives `XBZRLE_ERR_NO_MEMORY`.
  *
  * Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (a field out of range, e.g.
- * `cache_bytes` above PTRDIFF_MAX, or an unknown enum value), `XBZRLE_ERR_NO_MEMORY` (valid
+ * `cache_bytes` above PTRDIFF_MAX, an unknown enum value, or a `struct_size` below the
+ * first version's), `XBZRLE_ERR_NO_MEMORY` (valid
  * sizes whose memory cannot be allocated, e.g. `cache_bytes` = 2^60). Thread-safe.
  *
+ * `config->struct_size` must be set (by `xbzrle_sender_config_default`): the fields of the
+ * caller's version are read, and later fields take their defaults.
+ *
  * # Safety
- * `config` must be NULL or point to a readable `xbzrle_sender_config`; `out` NULL or valid
- * for a write of one pointer.
+ * `config` must be NULL or point to a readable `xbzrle_sender_config` of
+ * `config->struct_size` bytes; `out` NULL or valid for a write of one pointer.
  */
 enum xbzrle_status xbzrle_sender_new(const struct xbzrle_sender_config *config,
                                      struct xbzrle_sender **out);
@@ -1070,15 +1103,19 @@ enum xbzrle_status xbzrle_sender_cached_page(const struct xbzrle_sender *sender,
                                              uint64_t *age);
 
 /**
- * Fills `*stats` with the sender's statistics now. Errors: `XBZRLE_ERR_NULL`.
- * Thread-safe.
+ * Fills `*stats` (`stats_size` = `sizeof(xbzrle_sender_stats)` of the caller's header)
+ * with the sender's statistics now: as many fields as both the caller's and the library's
+ * versions of the struct have, and `stats->struct_size` = the bytes filled in. Errors:
+ * `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (`stats_size` below the first version's
+ * size). Thread-safe.
  *
  * # Safety
- * `sender` must be NULL or a live handle; `stats` NULL or valid for a write of one
- * `xbzrle_sender_stats`.
+ * `sender` must be NULL or a live handle; `stats` NULL or valid for writes of `stats_size`
+ * bytes.
  */
 enum xbzrle_status xbzrle_sender_get_stats(const struct xbzrle_sender *sender,
-                                           struct xbzrle_sender_stats *stats);
+                                           struct xbzrle_sender_stats *stats,
+                                           size_t stats_size);
 
 /**
  * Estimated wire bytes to send `dirty_pages` pages now (for a convergence decision: the

@@ -5,13 +5,18 @@
 //! reports errors as [`xbzrle_status`] codes (QEMU's drop-in functions return -1).
 
 mod codec;
-mod guard;
+mod ffi;
+mod kinds;
 mod page_cache;
 mod receiver;
 mod sender;
 mod status;
 
 pub use codec::*;
+pub use kinds::{
+    xbzrle_action, xbzrle_admission, xbzrle_cache_kind, xbzrle_raw_reason, xbzrle_replacement,
+    xbzrle_stage,
+};
 pub use page_cache::*;
 pub use receiver::*;
 pub use sender::*;

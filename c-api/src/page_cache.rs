@@ -5,13 +5,13 @@
 //! / page size). Ages are QEMU's dirty-sync counts.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::{ptr, slice};
+use std::ptr;
 
-use xbzrle_policy::{CacheKind, ConfigError, PageCache, Replacement};
+use xbzrle_policy::PageCache;
 
-use super::guard::guard;
-use super::sender::{xbzrle_cache_kind, xbzrle_replacement};
-use super::status::xbzrle_status::{self, *};
+use crate::ffi::{self, Status, Versioned};
+use crate::kinds::{cache_kind, xbzrle_cache_kind, xbzrle_replacement};
+use crate::status::xbzrle_status::{self, *};
 
 /// Page-cache configuration. Fill it with `xbzrle_page_cache_config_default`, then change
 /// fields. Enumerated fields are `uint32_t` holding the values of the named enums.
@@ -19,6 +19,10 @@ use super::status::xbzrle_status::{self, *};
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct xbzrle_page_cache_config {
+    /// `sizeof(xbzrle_page_cache_config)` of the header the caller was compiled with, set by
+    /// `xbzrle_page_cache_config_default`: later versions of the library may add fields at
+    /// the end, and give them their defaults for a caller built with this one.
+    pub struct_size: usize,
     /// Page size in bytes (1 ..= UINT32_MAX, and at most PTRDIFF_MAX; default 4096).
     pub page_size: usize,
     /// Page-data budget in bytes: one page ..= PTRDIFF_MAX (default 64 MiB, QEMU's). The
@@ -40,6 +44,9 @@ pub struct xbzrle_page_cache_config {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct xbzrle_page_cache_info {
+    /// Bytes `xbzrle_page_cache_get_info` filled in: the smaller of the caller's
+    /// `sizeof(xbzrle_page_cache_info)` and the library's.
+    pub struct_size: usize,
     /// Page size in bytes.
     pub page_size: usize,
     /// The configured budget in bytes.
@@ -70,44 +77,38 @@ pub struct xbzrle_page_cache {
     poisoned: bool,
 }
 
-/// The policy crate's cache organisation for the C enumerations.
-fn cache_kind(kind: u32, ways: u32, replacement: u32) -> Result<CacheKind, xbzrle_status> {
-    use xbzrle_cache_kind::*;
-    use xbzrle_replacement::*;
-    let is = |value: u32, variant: i64| i64::from(value) == variant;
-    if is(kind, XBZRLE_CACHE_DIRECT_MAPPED as i64) {
-        return Ok(CacheKind::DirectMapped);
+// SAFETY: `#[repr(C)]`, `struct_size` first, and every field an integer (any byte pattern
+// is valid).
+unsafe impl Versioned for xbzrle_page_cache_config {
+    const FIRST_SIZE: usize = size_of::<Self>();
+}
+
+// SAFETY: `#[repr(C)]` with `struct_size` first; it is only written, never read from C.
+unsafe impl Versioned for xbzrle_page_cache_info {
+    const FIRST_SIZE: usize = size_of::<Self>();
+}
+
+impl xbzrle_page_cache_config {
+    /// The defaults (see `xbzrle_page_cache_config_default`).
+    fn defaults() -> Self {
+        Self {
+            struct_size: size_of::<Self>(),
+            page_size: 4096,
+            cache_bytes: 64 << 20,
+            cache_kind: xbzrle_cache_kind::XBZRLE_CACHE_DIRECT_MAPPED as u32,
+            ways: 16,
+            replacement: xbzrle_replacement::XBZRLE_REPLACEMENT_FREQUENCY as u32,
+        }
     }
-    if !is(kind, XBZRLE_CACHE_SET_ASSOCIATIVE as i64) {
-        return Err(XBZRLE_ERR_INVALID_ARGUMENT);
-    }
-    let replacement = [
-        (XBZRLE_REPLACEMENT_LRU, Replacement::Lru),
-        (XBZRLE_REPLACEMENT_LIFETIME, Replacement::Lifetime),
-        (XBZRLE_REPLACEMENT_FREQUENCY, Replacement::Frequency),
-    ]
-    .into_iter()
-    .find(|(v, _)| is(replacement, *v as i64))
-    .map(|(_, r)| r)
-    .ok_or(XBZRLE_ERR_INVALID_ARGUMENT)?;
-    Ok(CacheKind::SetAssociative {
-        ways: usize::try_from(ways).map_err(|_| XBZRLE_ERR_INVALID_ARGUMENT)?,
-        replacement,
-    })
 }
 
 impl xbzrle_page_cache {
-    fn new(c: &xbzrle_page_cache_config) -> Result<Self, xbzrle_status> {
+    fn new(c: &xbzrle_page_cache_config) -> Status<Self> {
         let kind = cache_kind(c.cache_kind, c.ways, c.replacement)?;
         if c.cache_bytes < c.page_size as u64 || isize::try_from(c.cache_bytes).is_err() {
             return Err(XBZRLE_ERR_INVALID_ARGUMENT);
         }
-        let cache = kind
-            .build(c.page_size, c.cache_bytes)
-            .map_err(|e| match e {
-                ConfigError::OutOfMemory { .. } => XBZRLE_ERR_NO_MEMORY,
-                _ => XBZRLE_ERR_INVALID_ARGUMENT,
-            })?;
+        let cache = kind.build(c.page_size, c.cache_bytes)?;
         Ok(Self {
             cache,
             poisoned: false,
@@ -115,7 +116,7 @@ impl xbzrle_page_cache {
     }
 
     /// The page number of `addr`, which must be a multiple of the page size.
-    fn page(&self, addr: u64) -> Result<u64, xbzrle_status> {
+    fn page(&self, addr: u64) -> Status<u64> {
         let size = self.cache.page_size() as u64;
         if addr.is_multiple_of(size) {
             Ok(addr / size)
@@ -125,31 +126,27 @@ impl xbzrle_page_cache {
     }
 }
 
-/// Runs `body` on the live cache behind `cache`: `XBZRLE_ERR_NULL` for NULL,
-/// `XBZRLE_ERR_POISONED` after an earlier caught panic; a panic in `body` poisons the cache
-/// and gives `XBZRLE_ERR_PANIC`.
+/// Runs `body` on the live cache behind `cache` behind the panic boundary: `XBZRLE_ERR_NULL`
+/// for NULL, `XBZRLE_ERR_POISONED` after an earlier caught panic; a panic in `body` poisons
+/// the cache and gives `XBZRLE_ERR_PANIC`.
 ///
 /// # Safety
 /// `cache` must be NULL or a live handle with no other call on it running.
 unsafe fn with_cache(
     cache: *mut xbzrle_page_cache,
-    body: impl FnOnce(&mut xbzrle_page_cache) -> Result<(), xbzrle_status>,
+    body: impl FnOnce(&mut xbzrle_page_cache) -> Status,
 ) -> xbzrle_status {
-    // SAFETY: the caller guarantees `cache` is NULL or a live, unshared handle.
-    let Some(cache) = (unsafe { cache.as_mut() }) else {
-        return XBZRLE_ERR_NULL;
-    };
-    if cache.poisoned {
-        return XBZRLE_ERR_POISONED;
-    }
-    match catch_unwind(AssertUnwindSafe(|| body(&mut *cache))) {
-        Ok(Ok(())) => XBZRLE_OK,
-        Ok(Err(e)) => e,
-        Err(_) => {
-            cache.poisoned = true;
-            XBZRLE_ERR_PANIC
+    ffi::call(|| {
+        // SAFETY: the caller guarantees `cache` is NULL or a live, unshared handle.
+        let cache = unsafe { ffi::handle_mut(cache) }?;
+        if cache.poisoned {
+            return Err(XBZRLE_ERR_POISONED);
         }
-    }
+        catch_unwind(AssertUnwindSafe(|| body(&mut *cache))).unwrap_or_else(|_| {
+            cache.poisoned = true;
+            Err(XBZRLE_ERR_PANIC)
+        })
+    })
 }
 
 /// Fills `*config` with the defaults: 4096-byte pages, a 64 MiB direct-mapped cache (QEMU's
@@ -162,21 +159,8 @@ unsafe fn with_cache(
 pub unsafe extern "C" fn xbzrle_page_cache_config_default(
     config: *mut xbzrle_page_cache_config,
 ) -> xbzrle_status {
-    guard(XBZRLE_ERR_PANIC, || {
-        if config.is_null() {
-            return XBZRLE_ERR_NULL;
-        }
-        let defaults = xbzrle_page_cache_config {
-            page_size: 4096,
-            cache_bytes: 64 << 20,
-            cache_kind: xbzrle_cache_kind::XBZRLE_CACHE_DIRECT_MAPPED as u32,
-            ways: 16,
-            replacement: xbzrle_replacement::XBZRLE_REPLACEMENT_FREQUENCY as u32,
-        };
-        // SAFETY: non-null, and the caller guarantees it is writable.
-        unsafe { config.write(defaults) };
-        XBZRLE_OK
-    })
+    // SAFETY: the caller guarantees `config` is NULL or writable.
+    ffi::call(|| unsafe { ffi::write(config, xbzrle_page_cache_config::defaults()) })
 }
 
 /// Creates an empty page cache (QEMU's `cache_init`). Its metadata is allocated now, its
@@ -194,22 +178,14 @@ pub unsafe extern "C" fn xbzrle_page_cache_new(
     config: *const xbzrle_page_cache_config,
     out: *mut *mut xbzrle_page_cache,
 ) -> xbzrle_status {
-    guard(XBZRLE_ERR_PANIC, || {
-        if out.is_null() {
-            return XBZRLE_ERR_NULL;
-        }
-        // SAFETY: the caller guarantees `config` is NULL or readable.
-        let created = match unsafe { config.as_ref() } {
-            None => Err(XBZRLE_ERR_NULL),
-            Some(c) => xbzrle_page_cache::new(c),
-        };
-        let (handle, status) = match created {
-            Ok(cache) => (Box::into_raw(Box::new(cache)), XBZRLE_OK),
-            Err(e) => (ptr::null_mut(), e),
-        };
-        // SAFETY: `out` is non-null and the caller guarantees it is writable.
-        unsafe { out.write(handle) };
-        status
+    ffi::call(|| {
+        // SAFETY: the caller guarantees `out` is NULL or writable.
+        unsafe { ffi::write(out, ptr::null_mut()) }?;
+        // SAFETY: the caller guarantees `config` is NULL or readable for its `struct_size`.
+        let config = unsafe { ffi::read_versioned(config, xbzrle_page_cache_config::defaults()) }?;
+        let handle = Box::into_raw(Box::new(xbzrle_page_cache::new(&config)?));
+        // SAFETY: as above.
+        unsafe { ffi::write(out, handle) }
     })
 }
 
@@ -221,13 +197,14 @@ pub unsafe extern "C" fn xbzrle_page_cache_new(
 /// other call on it running.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xbzrle_page_cache_free(cache: *mut xbzrle_page_cache) {
-    guard((), || {
+    ffi::call(|| {
         if !cache.is_null() {
             // SAFETY: the caller guarantees `cache` came from `Box::into_raw` in
             // `xbzrle_page_cache_new` and is freed once, with no other use outstanding.
             drop(unsafe { Box::from_raw(cache) });
         }
-    })
+        Ok(())
+    });
 }
 
 /// Looks up the page at guest address `addr` (QEMU's `cache_is_cached`): `*cached` becomes 1
@@ -246,19 +223,14 @@ pub unsafe extern "C" fn xbzrle_page_cache_is_cached(
     current_age: u64,
     cached: *mut i32,
 ) -> xbzrle_status {
-    guard(XBZRLE_ERR_PANIC, || {
-        if cached.is_null() {
-            return XBZRLE_ERR_NULL;
-        }
-        let lookup = |c: &mut xbzrle_page_cache| {
-            let hit = c.cache.hit(c.page(addr)?, current_age).is_some();
-            // SAFETY: non-null, and the caller guarantees it is writable.
-            unsafe { cached.write(i32::from(hit)) };
-            Ok(())
-        };
-        // SAFETY: forwarded contract.
-        unsafe { with_cache(cache, lookup) }
-    })
+    let lookup = |c: &mut xbzrle_page_cache| {
+        ffi::non_null(cached)?;
+        let hit = c.cache.hit(c.page(addr)?, current_age).is_some();
+        // SAFETY: the caller guarantees `cached` is NULL or writable.
+        unsafe { ffi::write(cached, i32::from(hit)) }
+    };
+    // SAFETY: forwarded contract.
+    unsafe { with_cache(cache, lookup) }
 }
 
 /// The cached copy of the page at guest address `addr` (QEMU's `get_cached_data`), without
@@ -279,23 +251,18 @@ pub unsafe extern "C" fn xbzrle_page_cache_get(
     addr: u64,
     data: *mut *mut u8,
 ) -> xbzrle_status {
-    guard(XBZRLE_ERR_PANIC, || {
-        if data.is_null() {
-            return XBZRLE_ERR_NULL;
-        }
-        let get = |c: &mut xbzrle_page_cache| {
-            let page = c.page(addr)?;
-            let copy = c
-                .cache
-                .get_mut(page)
-                .map_or(ptr::null_mut(), <[u8]>::as_mut_ptr);
-            // SAFETY: non-null, and the caller guarantees it is writable.
-            unsafe { data.write(copy) };
-            Ok(())
-        };
-        // SAFETY: forwarded contract.
-        unsafe { with_cache(cache, get) }
-    })
+    let get = |c: &mut xbzrle_page_cache| {
+        ffi::non_null(data)?;
+        let page = c.page(addr)?;
+        let copy = c
+            .cache
+            .get_mut(page)
+            .map_or(ptr::null_mut(), <[u8]>::as_mut_ptr);
+        // SAFETY: the caller guarantees `data` is NULL or writable.
+        unsafe { ffi::write(data, copy) }
+    };
+    // SAFETY: forwarded contract.
+    unsafe { with_cache(cache, get) }
 }
 
 /// Stores the `len` bytes at `page` (one page) as the copy of the page at guest address
@@ -322,66 +289,60 @@ pub unsafe extern "C" fn xbzrle_page_cache_insert(
     current_age: u64,
     copy: *mut *mut u8,
 ) -> xbzrle_status {
-    guard(XBZRLE_ERR_PANIC, || {
-        if page.is_null() || copy.is_null() {
-            return XBZRLE_ERR_NULL;
+    let insert = |c: &mut xbzrle_page_cache| {
+        ffi::non_null(copy)?;
+        // SAFETY: the caller guarantees `page` is NULL or readable for `len` bytes, not
+        // inside the cache's page data (written below).
+        let bytes = unsafe { ffi::borrow(page, len) }?;
+        let number = c.page(addr)?;
+        if len != c.cache.page_size() {
+            return Err(XBZRLE_ERR_INVALID_ARGUMENT);
         }
-        let insert = |c: &mut xbzrle_page_cache| {
-            let number = c.page(addr)?;
-            if len != c.cache.page_size() {
-                return Err(XBZRLE_ERR_INVALID_ARGUMENT);
-            }
-            // SAFETY: non-null, and the caller guarantees `page` is readable for `len` bytes
-            // and does not overlap the cache's page data (written below).
-            let bytes = unsafe { slice::from_raw_parts(page, len) };
-            let cached = if c.cache.insert(number, bytes, current_age) {
-                c.cache
-                    .get_mut(number)
-                    .map_or(ptr::null_mut(), <[u8]>::as_mut_ptr)
-            } else {
-                ptr::null_mut()
-            };
-            // SAFETY: non-null, and the caller guarantees it is writable.
-            unsafe { copy.write(cached) };
-            Ok(())
+        let cached = if c.cache.insert(number, bytes, current_age) {
+            c.cache
+                .get_mut(number)
+                .map_or(ptr::null_mut(), <[u8]>::as_mut_ptr)
+        } else {
+            ptr::null_mut()
         };
-        // SAFETY: forwarded contract.
-        unsafe { with_cache(cache, insert) }
-    })
+        // SAFETY: the caller guarantees `copy` is NULL or writable.
+        unsafe { ffi::write(copy, cached) }
+    };
+    // SAFETY: forwarded contract.
+    unsafe { with_cache(cache, insert) }
 }
 
-/// Fills `*info` with the cache's page size, budget, capacity, cached pages and allocated
-/// page data. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_POISONED`. Not thread-safe (see
+/// Fills `*info` (`info_size` = `sizeof(xbzrle_page_cache_info)` of the caller's header)
+/// with the cache's page size, budget, capacity, cached pages and allocated page data: as
+/// many fields as both versions of the struct have, `info->struct_size` = the bytes filled
+/// in. Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (`info_size` below the first
+/// version's size), `XBZRLE_ERR_POISONED`. Not thread-safe (see
 /// `xbzrle_page_cache_is_cached`).
 ///
 /// # Safety
-/// `cache` must be NULL or a live handle; `info` NULL or valid for a write of one
-/// `xbzrle_page_cache_info`.
+/// `cache` must be NULL or a live handle; `info` NULL or valid for writes of `info_size`
+/// bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xbzrle_page_cache_get_info(
     cache: *mut xbzrle_page_cache,
     info: *mut xbzrle_page_cache_info,
+    info_size: usize,
 ) -> xbzrle_status {
-    guard(XBZRLE_ERR_PANIC, || {
-        if info.is_null() {
-            return XBZRLE_ERR_NULL;
-        }
-        let describe = |c: &mut xbzrle_page_cache| {
-            let cache = &c.cache;
-            let value = xbzrle_page_cache_info {
-                page_size: cache.page_size(),
-                cache_bytes: cache.configured_bytes(),
-                capacity: cache.capacity(),
-                pages: cache.len(),
-                allocated_bytes: cache.allocated_bytes(),
-            };
-            // SAFETY: non-null, and the caller guarantees it is writable.
-            unsafe { info.write(value) };
-            Ok(())
+    let describe = |c: &mut xbzrle_page_cache| {
+        let cache = &c.cache;
+        let value = xbzrle_page_cache_info {
+            struct_size: size_of::<xbzrle_page_cache_info>(),
+            page_size: cache.page_size(),
+            cache_bytes: cache.configured_bytes(),
+            capacity: cache.capacity(),
+            pages: cache.len(),
+            allocated_bytes: cache.allocated_bytes(),
         };
-        // SAFETY: forwarded contract.
-        unsafe { with_cache(cache, describe) }
-    })
+        // SAFETY: the caller guarantees `info` is NULL or writable for `info_size` bytes.
+        unsafe { ffi::write_versioned(info, info_size, value) }
+    };
+    // SAFETY: forwarded contract.
+    unsafe { with_cache(cache, describe) }
 }
 
 #[cfg(test)]

@@ -1,11 +1,9 @@
 //! The receiver in C: parses wire records and applies them to destination pages.
 
-use std::slice;
-
 use xbzrle_policy::{ReceiveError, Receiver, Record};
 
-use super::guard::guard;
-use super::status::xbzrle_status::{self, *};
+use crate::ffi::{self, Status};
+use crate::status::xbzrle_status::{self, *};
 
 /// An opaque receiver: applies the sender's records to destination pages. Stateless apart
 /// from the page size. Create with `xbzrle_receiver_new`, destroy with
@@ -38,17 +36,13 @@ pub unsafe extern "C" fn xbzrle_receiver_new(
     page_size: usize,
     out: *mut *mut xbzrle_receiver,
 ) -> xbzrle_status {
-    guard(XBZRLE_ERR_PANIC, || {
-        if out.is_null() {
-            return XBZRLE_ERR_NULL;
-        }
-        let (handle, status) = match Receiver::new(page_size) {
-            Ok(r) => (Box::into_raw(Box::new(xbzrle_receiver(r))), XBZRLE_OK),
-            Err(e) => (std::ptr::null_mut(), e.into()),
-        };
-        // SAFETY: `out` is non-null and the caller guarantees it is writable.
-        unsafe { out.write(handle) };
-        status
+    ffi::call(|| {
+        // SAFETY: the caller guarantees `out` is NULL or writable.
+        unsafe { ffi::write(out, std::ptr::null_mut()) }?;
+        let receiver = Receiver::new(page_size)?;
+        let handle = Box::into_raw(Box::new(xbzrle_receiver(receiver)));
+        // SAFETY: as above.
+        unsafe { ffi::write(out, handle) }
     })
 }
 
@@ -59,16 +53,17 @@ pub unsafe extern "C" fn xbzrle_receiver_new(
 /// `receiver` must be NULL or a handle from `xbzrle_receiver_new` not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xbzrle_receiver_free(receiver: *mut xbzrle_receiver) {
-    guard((), || {
+    ffi::call(|| {
         if !receiver.is_null() {
             // SAFETY: the caller guarantees `receiver` came from `Box::into_raw` in
             // `xbzrle_receiver_new` and is freed once, with no other use outstanding.
             drop(unsafe { Box::from_raw(receiver) });
         }
-    })
+        Ok(())
+    });
 }
 
-/// Borrows the receiver and the record bytes, or reports which is missing.
+/// Borrows the receiver and the record bytes.
 ///
 /// # Safety
 /// `receiver` must be NULL or a live handle; `record` NULL or readable for `record_len`.
@@ -76,46 +71,11 @@ unsafe fn inputs<'a>(
     receiver: *const xbzrle_receiver,
     record: *const u8,
     record_len: usize,
-) -> Result<(&'a Receiver, &'a [u8]), xbzrle_status> {
-    // SAFETY: the caller guarantees `receiver` is NULL or a live handle.
-    let receiver = unsafe { receiver.as_ref() }.ok_or(XBZRLE_ERR_NULL)?;
-    if record.is_null() {
-        return Err(XBZRLE_ERR_NULL);
-    }
-    if isize::try_from(record_len).is_err() {
-        return Err(XBZRLE_ERR_INVALID_ARGUMENT);
-    }
-    // SAFETY: the caller guarantees `record` is readable for `record_len` bytes; non-null.
-    let bytes = unsafe { slice::from_raw_parts(record, record_len) };
-    Ok((&receiver.0, bytes))
-}
-
-/// Borrows the destination memory of an apply call, or reports why it cannot be used.
-///
-/// # Safety
-/// `dest` must be NULL or readable and writable for `dest_len` bytes, and not aliased
-/// during the borrow.
-unsafe fn destination<'a>(dest: *mut u8, dest_len: usize) -> Result<&'a mut [u8], xbzrle_status> {
-    if dest.is_null() {
-        return Err(XBZRLE_ERR_NULL);
-    }
-    if isize::try_from(dest_len).is_err() {
-        return Err(XBZRLE_ERR_INVALID_ARGUMENT);
-    }
-    // SAFETY: non-null, and the caller guarantees it is readable and writable for
-    // `dest_len` bytes and not aliased.
-    Ok(unsafe { slice::from_raw_parts_mut(dest, dest_len) })
-}
-
-/// Writes `value` through `ptr` when it is not NULL.
-///
-/// # Safety
-/// `ptr` must be NULL or valid for a write of one `T`.
-unsafe fn write_optional<T>(ptr: *mut T, value: T) {
-    if !ptr.is_null() {
-        // SAFETY: non-null, and the caller guarantees it is writable.
-        unsafe { ptr.write(value) };
-    }
+) -> Status<(&'a Receiver, &'a [u8])> {
+    // SAFETY: the caller's contract.
+    let receiver = unsafe { ffi::handle(receiver) }?;
+    // SAFETY: the caller's contract.
+    Ok((&receiver.0, unsafe { ffi::borrow(record, record_len) }?))
 }
 
 /// Reads the header of the record at the start of `record` (`record_len` bytes available)
@@ -135,22 +95,16 @@ pub unsafe extern "C" fn xbzrle_receiver_peek(
     page: *mut u64,
     consumed: *mut usize,
 ) -> xbzrle_status {
-    guard(XBZRLE_ERR_PANIC, || {
+    ffi::call(|| {
         // SAFETY: forwarded contract.
-        let (receiver, bytes) = match unsafe { inputs(receiver, record, record_len) } {
-            Ok(v) => v,
-            Err(e) => return e,
-        };
-        match Record::parse(bytes, receiver.page_size()) {
-            Ok((record, len)) => {
-                // SAFETY: the caller guarantees `page` is NULL or writable.
-                unsafe { write_optional(page, record.page) };
-                // SAFETY: the caller guarantees `consumed` is NULL or writable.
-                unsafe { write_optional(consumed, len) };
-                XBZRLE_OK
-            }
-            Err(_) => XBZRLE_ERR_INVALID_RECORD,
-        }
+        let (receiver, bytes) = unsafe { inputs(receiver, record, record_len) }?;
+        let (record, len) =
+            Record::parse(bytes, receiver.page_size()).map_err(|_| XBZRLE_ERR_INVALID_RECORD)?;
+        // SAFETY: the caller guarantees `page` is NULL or writable.
+        unsafe { ffi::write_optional(page, record.page) };
+        // SAFETY: the caller guarantees `consumed` is NULL or writable.
+        unsafe { ffi::write_optional(consumed, len) };
+        Ok(())
     })
 }
 
@@ -175,30 +129,18 @@ pub unsafe extern "C" fn xbzrle_receiver_apply_page(
     dest_len: usize,
     consumed: *mut usize,
 ) -> xbzrle_status {
-    guard(XBZRLE_ERR_PANIC, || {
+    ffi::call(|| {
         // SAFETY: forwarded contract.
-        let (receiver, bytes) = match unsafe { inputs(receiver, record, record_len) } {
-            Ok(v) => v,
-            Err(e) => return e,
-        };
-        // SAFETY: the caller guarantees `dest` is readable and writable for `dest_len`
-        // bytes and does not overlap `record`.
-        let dest = match unsafe { destination(dest, dest_len) } {
-            Ok(dest) => dest,
-            Err(e) => return e,
-        };
-        let (parsed, len) = match Record::parse(bytes, receiver.page_size()) {
-            Ok(v) => v,
-            Err(_) => return XBZRLE_ERR_INVALID_RECORD,
-        };
-        match receiver.apply(&parsed.body, dest) {
-            Ok(()) => {
-                // SAFETY: the caller guarantees `consumed` is NULL or writable.
-                unsafe { write_optional(consumed, len) };
-                XBZRLE_OK
-            }
-            Err(e) => e.into(),
-        }
+        let (receiver, bytes) = unsafe { inputs(receiver, record, record_len) }?;
+        // SAFETY: the caller guarantees `dest` is NULL or readable and writable for
+        // `dest_len` bytes, not overlapping `record`.
+        let dest = unsafe { ffi::borrow_mut(dest, dest_len) }?;
+        let (parsed, len) =
+            Record::parse(bytes, receiver.page_size()).map_err(|_| XBZRLE_ERR_INVALID_RECORD)?;
+        receiver.apply(&parsed.body, dest)?;
+        // SAFETY: the caller guarantees `consumed` is NULL or writable.
+        unsafe { ffi::write_optional(consumed, len) };
+        Ok(())
     })
 }
 
@@ -225,27 +167,17 @@ pub unsafe extern "C" fn xbzrle_receiver_apply_record(
     page: *mut u64,
     consumed: *mut usize,
 ) -> xbzrle_status {
-    guard(XBZRLE_ERR_PANIC, || {
+    ffi::call(|| {
         // SAFETY: forwarded contract.
-        let (receiver, bytes) = match unsafe { inputs(receiver, record, record_len) } {
-            Ok(v) => v,
-            Err(e) => return e,
-        };
-        // SAFETY: the caller guarantees `memory` is readable and writable for `memory_len`
-        // bytes and does not overlap `record`.
-        let memory = match unsafe { destination(memory, memory_len) } {
-            Ok(memory) => memory,
-            Err(e) => return e,
-        };
-        match receiver.apply_record(bytes, memory) {
-            Ok(applied) => {
-                // SAFETY: the caller guarantees `page` is NULL or writable.
-                unsafe { write_optional(page, applied.page) };
-                // SAFETY: the caller guarantees `consumed` is NULL or writable.
-                unsafe { write_optional(consumed, applied.consumed) };
-                XBZRLE_OK
-            }
-            Err(e) => e.into(),
-        }
+        let (receiver, bytes) = unsafe { inputs(receiver, record, record_len) }?;
+        // SAFETY: the caller guarantees `memory` is NULL or readable and writable for
+        // `memory_len` bytes, not overlapping `record`.
+        let memory = unsafe { ffi::borrow_mut(memory, memory_len) }?;
+        let applied = receiver.apply_record(bytes, memory)?;
+        // SAFETY: the caller guarantees `page` is NULL or writable.
+        unsafe { ffi::write_optional(page, applied.page) };
+        // SAFETY: the caller guarantees `consumed` is NULL or writable.
+        unsafe { ffi::write_optional(consumed, applied.consumed) };
+        Ok(())
     })
 }

@@ -1,105 +1,21 @@
 //! The sender in C: configuration, lifecycle, per-page decisions and statistics.
 
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
 use std::ops::ControlFlow;
-use std::slice;
 
-use xbzrle::LivePage;
 use xbzrle_policy::wire::ZERO_RECORD_LEN;
-use xbzrle_policy::{
-    Action, Admission, CacheKind, ConfigError, RawReason, Replacement, SaveError, Sender,
-    SenderConfig, Sent, Stage,
-};
+use xbzrle_policy::{ConfigError, SaveError, Sender, SenderConfig, SenderStats};
 
-use super::guard::guard;
-use super::status::xbzrle_status::{self, *};
+use crate::ffi::{self, Status, Versioned};
+use crate::kinds::{
+    admission, cache_kind, xbzrle_action, xbzrle_admission, xbzrle_cache_kind, xbzrle_raw_reason,
+    xbzrle_replacement, xbzrle_stage,
+};
+use crate::status::xbzrle_status::{self, *};
 
 /// Bytes of a zero-page record (flag, page number, fill byte), whatever the page size: the
 /// output capacity `xbzrle_sender_save_zero_page` needs.
 pub const XBZRLE_ZERO_RECORD_LEN: usize = 10;
-
-/// Cache organisation (values of `xbzrle_sender_config.cache_kind`).
-#[allow(non_camel_case_types)]
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum xbzrle_cache_kind {
-    /// QEMU's direct-mapped cache: slot = page number mod slot count.
-    XBZRLE_CACHE_DIRECT_MAPPED = 0,
-    /// Set-associative cache with `ways` entries per set and the `replacement` victim rule.
-    XBZRLE_CACHE_SET_ASSOCIATIVE = 1,
-}
-
-/// Victim choice of a set-associative cache (values of `xbzrle_sender_config.replacement`).
-#[allow(non_camel_case_types)]
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum xbzrle_replacement {
-    /// Evict the least recently used entry.
-    XBZRLE_REPLACEMENT_LRU = 0,
-    /// QEMU's rule: entries used within the last 2 generations are protected; evict the
-    /// least recently used of the others, or do not insert.
-    XBZRLE_REPLACEMENT_LIFETIME = 1,
-    /// Protect like LIFETIME; among the others evict the entry with the fewest (decayed) hits.
-    XBZRLE_REPLACEMENT_FREQUENCY = 2,
-}
-
-/// Which pages may enter the cache (values of `xbzrle_sender_config.admission`).
-#[allow(non_camel_case_types)]
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum xbzrle_admission {
-    /// Every page, also during the bulk stage (QEMU before commit 5cc11c46).
-    XBZRLE_ADMIT_ALWAYS = 0,
-    /// Every page after the bulk stage (QEMU's rule; the default).
-    XBZRLE_ADMIT_AFTER_BULK = 1,
-    /// Pages seen dirty in at least `admission_min_passes` passes after the bulk stage,
-    /// counted in `admission_counters` bytes of counters.
-    XBZRLE_ADMIT_FREQUENCY = 2,
-}
-
-/// Where a migration is.
-#[allow(non_camel_case_types)]
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum xbzrle_stage {
-    /// The first complete pass, until `xbzrle_sender_end_bulk_stage` or else the second
-    /// `xbzrle_sender_start_pass`: pages go raw.
-    XBZRLE_STAGE_BULK = 0,
-    /// Later passes while the guest runs: cache lookups, XBZRLE, insertions.
-    XBZRLE_STAGE_ITERATIVE = 1,
-    /// The final pass with the guest stopped: the cache is never written.
-    XBZRLE_STAGE_LAST = 2,
-}
-
-/// What the sender decided for a page.
-#[allow(non_camel_case_types)]
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum xbzrle_action {
-    /// All-zero page: a zero-page record was written.
-    XBZRLE_ACTION_ZERO = 0,
-    /// A raw-page record was written (see `xbzrle_raw_reason`).
-    XBZRLE_ACTION_RAW = 1,
-    /// An XBZRLE record was written.
-    XBZRLE_ACTION_XBZRLE = 2,
-    /// Cached and unchanged: nothing was written, nothing needs to be sent.
-    XBZRLE_ACTION_SKIPPED = 3,
-}
-
-/// Why a page went raw.
-#[allow(non_camel_case_types)]
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum xbzrle_raw_reason {
-    /// The page did not go raw.
-    XBZRLE_RAW_NONE = 0,
-    /// Bulk stage: XBZRLE has not started.
-    XBZRLE_RAW_BULK = 1,
-    /// The page was not cached (a cache miss).
-    XBZRLE_RAW_MISS = 2,
-    /// The delta did not fit in a page (an overflow).
-    XBZRLE_RAW_OVERFLOW = 3,
-}
 
 /// Sender configuration. Fill it with `xbzrle_sender_config_default`, then change fields.
 /// Enumerated fields are `uint32_t` holding the values of the named enums.
@@ -107,6 +23,10 @@ pub enum xbzrle_raw_reason {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct xbzrle_sender_config {
+    /// `sizeof(xbzrle_sender_config)` of the header the caller was compiled with, set by
+    /// `xbzrle_sender_config_default`: later versions of the library may add fields at the
+    /// end, and give them their defaults for a caller built with this one.
+    pub struct_size: usize,
     /// Page size in bytes (1 ..= UINT32_MAX, and at most PTRDIFF_MAX; default 4096).
     pub page_size: usize,
     /// Page-data budget of the cache in bytes: one page ..= PTRDIFF_MAX (default 64 MiB).
@@ -145,11 +65,16 @@ pub struct xbzrle_sent {
     pub record_len: usize,
 }
 
-/// Sender statistics. The first seven fields are QEMU's `query-migrate` → `xbzrle-cache`.
+/// Sender statistics. After `struct_size`, the first seven fields are QEMU's
+/// `query-migrate` → `xbzrle-cache`.
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct xbzrle_sender_stats {
+    /// Bytes `xbzrle_sender_get_stats` filled in: the smaller of the caller's
+    /// `sizeof(xbzrle_sender_stats)` and the library's (later versions may add fields at the
+    /// end).
+    pub struct_size: usize,
     /// `cache-size`: the configured cache budget in bytes.
     pub cache_size: u64,
     /// `bytes`: XBZRLE payload bytes sent; an overflowed page counts as a full page.
@@ -190,6 +115,87 @@ pub struct xbzrle_sender_stats {
     pub cache_allocated_bytes: usize,
 }
 
+// SAFETY: `#[repr(C)]`, `struct_size` first, and every field an integer (any byte pattern
+// is valid).
+unsafe impl Versioned for xbzrle_sender_config {
+    const FIRST_SIZE: usize = size_of::<Self>();
+}
+
+// SAFETY: `#[repr(C)]` with `struct_size` first; it is only written, never read from C.
+unsafe impl Versioned for xbzrle_sender_stats {
+    const FIRST_SIZE: usize = size_of::<Self>();
+}
+
+impl xbzrle_sender_config {
+    /// The defaults: QEMU's setup, and usable values for the set-associative and frequency
+    /// fields (see `xbzrle_sender_config_default`).
+    fn defaults() -> Self {
+        let d = SenderConfig::default();
+        Self {
+            struct_size: size_of::<Self>(),
+            page_size: d.page_size,
+            cache_bytes: d.cache_bytes,
+            cache_kind: xbzrle_cache_kind::XBZRLE_CACHE_DIRECT_MAPPED as u32,
+            ways: 16,
+            replacement: xbzrle_replacement::XBZRLE_REPLACEMENT_FREQUENCY as u32,
+            admission: xbzrle_admission::XBZRLE_ADMIT_AFTER_BULK as u32,
+            admission_min_passes: 2,
+            admission_counters: 1 << 20,
+            shards: d.shards,
+        }
+    }
+
+    /// The policy crate's configuration, rejecting unknown enumeration values.
+    fn to_config(self) -> Status<SenderConfig> {
+        Ok(SenderConfig::default()
+            .with_page_size(self.page_size)
+            .with_cache_bytes(self.cache_bytes)
+            .with_cache(cache_kind(self.cache_kind, self.ways, self.replacement)?)
+            .with_admission(admission(
+                self.admission,
+                self.admission_min_passes,
+                self.admission_counters,
+            )?)
+            .with_shards(self.shards))
+    }
+}
+
+impl From<SenderStats> for xbzrle_sender_stats {
+    fn from(st: SenderStats) -> Self {
+        let q = st.xbzrle_cache;
+        Self {
+            struct_size: size_of::<Self>(),
+            cache_size: q.cache_size,
+            bytes: q.bytes,
+            pages: q.pages,
+            cache_miss: q.cache_miss,
+            cache_miss_rate: q.cache_miss_rate,
+            encoding_rate: q.encoding_rate,
+            overflow: q.overflow,
+            stage: st.stage.into(),
+            generation: st.generation,
+            pages_processed: st.pages_processed,
+            zero_pages: st.zero_pages,
+            raw_pages: st.raw_pages,
+            xbzrle_pages: st.xbzrle_pages,
+            skipped_pages: st.skipped_pages,
+            wire_bytes: st.wire_bytes,
+            cache_pages: st.cache_pages,
+            cache_capacity: st.cache_capacity,
+            cache_allocated_bytes: st.cache_allocated_bytes,
+        }
+    }
+}
+
+/// The sender behind a handle.
+///
+/// # Safety
+/// `sender` is NULL or a live handle from `xbzrle_sender_new`.
+unsafe fn sender<'a>(sender: *const xbzrle_sender) -> Status<&'a Sender> {
+    // SAFETY: the caller's contract.
+    Ok(&unsafe { ffi::handle(sender) }?.0)
+}
+
 /// An opaque sender: QEMU's per-page decisions around a page cache and the codec.
 /// Create with `xbzrle_sender_new`, destroy with `xbzrle_sender_free`.
 #[allow(non_camel_case_types)]
@@ -215,127 +221,11 @@ impl From<SaveError> for xbzrle_status {
     }
 }
 
-impl From<Sent> for xbzrle_sent {
-    fn from(result: Sent) -> Self {
-        let (action, raw_reason) = match result.action {
-            Action::Zero => (
-                xbzrle_action::XBZRLE_ACTION_ZERO,
-                xbzrle_raw_reason::XBZRLE_RAW_NONE,
-            ),
-            Action::Xbzrle => (
-                xbzrle_action::XBZRLE_ACTION_XBZRLE,
-                xbzrle_raw_reason::XBZRLE_RAW_NONE,
-            ),
-            Action::Skipped => (
-                xbzrle_action::XBZRLE_ACTION_SKIPPED,
-                xbzrle_raw_reason::XBZRLE_RAW_NONE,
-            ),
-            Action::Raw(reason) => (
-                xbzrle_action::XBZRLE_ACTION_RAW,
-                match reason {
-                    RawReason::Bulk => xbzrle_raw_reason::XBZRLE_RAW_BULK,
-                    RawReason::Miss => xbzrle_raw_reason::XBZRLE_RAW_MISS,
-                    RawReason::Overflow => xbzrle_raw_reason::XBZRLE_RAW_OVERFLOW,
-                    other => unknown_variant(other),
-                },
-            ),
-            other => unknown_variant(other),
-        };
-        Self {
-            action,
-            raw_reason,
-            record_len: result.record_len,
-        }
-    }
-}
-
-/// A variant the policy crate gained that this C API does not map yet. The two crates are
-/// built together, so this never runs; should it, the panic boundary turns it into
-/// `XBZRLE_ERR_PANIC`.
-fn unknown_variant<T: core::fmt::Debug, U>(variant: T) -> U {
-    unreachable!("{variant:?} has no C value")
-}
-
-/// Reports the result of a save call: on success writes `*sent` and returns `XBZRLE_OK`,
-/// else returns the error's status and leaves `*sent` alone.
-///
-/// # Safety
-/// `sent` must be valid for a write of one `xbzrle_sent`.
-unsafe fn report_sent(result: Result<Sent, SaveError>, sent: *mut xbzrle_sent) -> xbzrle_status {
-    match result {
-        Ok(result) => {
-            // SAFETY: the caller guarantees `sent` is writable.
-            unsafe { sent.write(result.into()) };
-            XBZRLE_OK
-        }
-        Err(e) => e.into(),
-    }
-}
-
-/// Turns a C configuration into the policy crate's, rejecting unknown enum values.
-fn to_config(c: &xbzrle_sender_config) -> Result<SenderConfig, xbzrle_status> {
-    let is = |value: u32, variant: c_int| i64::from(value) == i64::from(variant);
-    let replacement = [
-        (xbzrle_replacement::XBZRLE_REPLACEMENT_LRU, Replacement::Lru),
-        (
-            xbzrle_replacement::XBZRLE_REPLACEMENT_LIFETIME,
-            Replacement::Lifetime,
-        ),
-        (
-            xbzrle_replacement::XBZRLE_REPLACEMENT_FREQUENCY,
-            Replacement::Frequency,
-        ),
-    ]
-    .into_iter()
-    .find(|(v, _)| is(c.replacement, *v as c_int))
-    .map(|(_, r)| r);
-    let cache = if is(
-        c.cache_kind,
-        xbzrle_cache_kind::XBZRLE_CACHE_DIRECT_MAPPED as c_int,
-    ) {
-        CacheKind::DirectMapped
-    } else if is(
-        c.cache_kind,
-        xbzrle_cache_kind::XBZRLE_CACHE_SET_ASSOCIATIVE as c_int,
-    ) {
-        CacheKind::SetAssociative {
-            ways: usize::try_from(c.ways).map_err(|_| XBZRLE_ERR_INVALID_ARGUMENT)?,
-            replacement: replacement.ok_or(XBZRLE_ERR_INVALID_ARGUMENT)?,
-        }
-    } else {
-        return Err(XBZRLE_ERR_INVALID_ARGUMENT);
-    };
-    let admission = if is(c.admission, xbzrle_admission::XBZRLE_ADMIT_ALWAYS as c_int) {
-        Admission::Always
-    } else if is(
-        c.admission,
-        xbzrle_admission::XBZRLE_ADMIT_AFTER_BULK as c_int,
-    ) {
-        Admission::AfterBulk
-    } else if is(
-        c.admission,
-        xbzrle_admission::XBZRLE_ADMIT_FREQUENCY as c_int,
-    ) {
-        Admission::Frequency {
-            min_passes: u8::try_from(c.admission_min_passes)
-                .map_err(|_| XBZRLE_ERR_INVALID_ARGUMENT)?,
-            counters: c.admission_counters,
-        }
-    } else {
-        return Err(XBZRLE_ERR_INVALID_ARGUMENT);
-    };
-    Ok(SenderConfig::default()
-        .with_page_size(c.page_size)
-        .with_cache_bytes(c.cache_bytes)
-        .with_cache(cache)
-        .with_admission(admission)
-        .with_shards(c.shards))
-}
-
 /// Fills `*config` with the defaults (QEMU's setup): 4096-byte pages, a 64 MiB
 /// direct-mapped cache, admission after the bulk stage, one shard. Set-associative and
 /// frequency fields get usable values (16 ways, FREQUENCY replacement, 2 passes, 1 MiB of
-/// counters) so that changing only `cache_kind` or `admission` works.
+/// counters) so that changing only `cache_kind` or `admission` works; `struct_size` is this
+/// header's `sizeof(xbzrle_sender_config)`.
 ///
 /// Errors: `XBZRLE_ERR_NULL`. Thread-safe.
 ///
@@ -345,26 +235,8 @@ fn to_config(c: &xbzrle_sender_config) -> Result<SenderConfig, xbzrle_status> {
 pub unsafe extern "C" fn xbzrle_sender_config_default(
     config: *mut xbzrle_sender_config,
 ) -> xbzrle_status {
-    guard(XBZRLE_ERR_PANIC, || {
-        if config.is_null() {
-            return XBZRLE_ERR_NULL;
-        }
-        let d = SenderConfig::default();
-        let value = xbzrle_sender_config {
-            page_size: d.page_size,
-            cache_bytes: d.cache_bytes,
-            cache_kind: xbzrle_cache_kind::XBZRLE_CACHE_DIRECT_MAPPED as u32,
-            ways: 16,
-            replacement: xbzrle_replacement::XBZRLE_REPLACEMENT_FREQUENCY as u32,
-            admission: xbzrle_admission::XBZRLE_ADMIT_AFTER_BULK as u32,
-            admission_min_passes: 2,
-            admission_counters: 1 << 20,
-            shards: d.shards,
-        };
-        // SAFETY: `config` is non-null and the caller guarantees it is writable.
-        unsafe { config.write(value) };
-        XBZRLE_OK
-    })
+    // SAFETY: the caller guarantees `config` is NULL or writable.
+    ffi::call(|| unsafe { ffi::write(config, xbzrle_sender_config::defaults()) })
 }
 
 /// Creates a sender in the bulk stage (generation 0) with an empty cache. The cache
@@ -380,35 +252,30 @@ pub unsafe extern "C" fn xbzrle_sender_config_default(
 /// error, and memory that cannot be allocated gives `XBZRLE_ERR_NO_MEMORY`.
 ///
 /// Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (a field out of range, e.g.
-/// `cache_bytes` above PTRDIFF_MAX, or an unknown enum value), `XBZRLE_ERR_NO_MEMORY` (valid
+/// `cache_bytes` above PTRDIFF_MAX, an unknown enum value, or a `struct_size` below the
+/// first version's), `XBZRLE_ERR_NO_MEMORY` (valid
 /// sizes whose memory cannot be allocated, e.g. `cache_bytes` = 2^60). Thread-safe.
 ///
+/// `config->struct_size` must be set (by `xbzrle_sender_config_default`): the fields of the
+/// caller's version are read, and later fields take their defaults.
+///
 /// # Safety
-/// `config` must be NULL or point to a readable `xbzrle_sender_config`; `out` NULL or valid
-/// for a write of one pointer.
+/// `config` must be NULL or point to a readable `xbzrle_sender_config` of
+/// `config->struct_size` bytes; `out` NULL or valid for a write of one pointer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xbzrle_sender_new(
     config: *const xbzrle_sender_config,
     out: *mut *mut xbzrle_sender,
 ) -> xbzrle_status {
-    guard(XBZRLE_ERR_PANIC, || {
-        if out.is_null() {
-            return XBZRLE_ERR_NULL;
-        }
-        // SAFETY: `out` is non-null and the caller guarantees it is writable.
-        unsafe { out.write(std::ptr::null_mut()) };
-        // SAFETY: the caller guarantees `config` is NULL or points to a readable config.
-        let Some(config) = (unsafe { config.as_ref() }) else {
-            return XBZRLE_ERR_NULL;
-        };
-        let sender = match to_config(config).and_then(|c| Sender::new(c).map_err(Into::into)) {
-            Ok(sender) => sender,
-            Err(e) => return e,
-        };
+    ffi::call(|| {
+        // SAFETY: the caller guarantees `out` is NULL or writable.
+        unsafe { ffi::write(out, std::ptr::null_mut()) }?;
+        // SAFETY: the caller guarantees `config` is NULL or readable for its `struct_size`.
+        let config = unsafe { ffi::read_versioned(config, xbzrle_sender_config::defaults()) }?;
+        let sender = Sender::new(config.to_config()?)?;
         let handle = Box::into_raw(Box::new(xbzrle_sender(sender)));
         // SAFETY: as above.
-        unsafe { out.write(handle) };
-        XBZRLE_OK
+        unsafe { ffi::write(out, handle) }
     })
 }
 
@@ -419,30 +286,14 @@ pub unsafe extern "C" fn xbzrle_sender_new(
 /// `sender` must be NULL or a handle from `xbzrle_sender_new` not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xbzrle_sender_free(sender: *mut xbzrle_sender) {
-    guard((), || {
+    ffi::call(|| {
         if !sender.is_null() {
             // SAFETY: the caller guarantees `sender` came from `Box::into_raw` in
             // `xbzrle_sender_new` and is freed once, with no other use outstanding.
             drop(unsafe { Box::from_raw(sender) });
         }
-    })
-}
-
-/// Runs `body` on the sender behind `sender`, or returns `XBZRLE_ERR_NULL`.
-///
-/// # Safety
-/// `sender` must be NULL or a live handle from `xbzrle_sender_new`.
-unsafe fn with_sender(
-    sender: *const xbzrle_sender,
-    body: impl FnOnce(&Sender) -> xbzrle_status,
-) -> xbzrle_status {
-    guard(XBZRLE_ERR_PANIC, || {
-        // SAFETY: the caller guarantees `sender` is NULL or a live handle.
-        match unsafe { sender.as_ref() } {
-            Some(s) => body(&s.0),
-            None => XBZRLE_ERR_NULL,
-        }
-    })
+        Ok(())
+    });
 }
 
 /// Dirty sync at the start of a pass over guest RAM: the generation goes up by one and the
@@ -457,12 +308,11 @@ unsafe fn with_sender(
 /// `sender` must be NULL or a live handle from `xbzrle_sender_new`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xbzrle_sender_start_pass(sender: *const xbzrle_sender) -> xbzrle_status {
-    let body = |s: &Sender| {
-        s.start_pass();
-        XBZRLE_OK
-    };
-    // SAFETY: the caller guarantees `sender` is NULL or a live handle.
-    unsafe { with_sender(sender, body) }
+    ffi::call(|| {
+        // SAFETY: the caller guarantees `sender` is NULL or a live handle.
+        unsafe { self::sender(sender) }?.start_pass();
+        Ok(())
+    })
 }
 
 /// Ends the bulk stage now (QEMU's `xbzrle_started = true`, set when its first complete
@@ -493,12 +343,11 @@ pub unsafe extern "C" fn xbzrle_sender_start_pass(sender: *const xbzrle_sender) 
 pub unsafe extern "C" fn xbzrle_sender_end_bulk_stage(
     sender: *const xbzrle_sender,
 ) -> xbzrle_status {
-    let body = |s: &Sender| {
-        s.end_bulk_stage();
-        XBZRLE_OK
-    };
-    // SAFETY: the caller guarantees `sender` is NULL or a live handle.
-    unsafe { with_sender(sender, body) }
+    ffi::call(|| {
+        // SAFETY: the caller guarantees `sender` is NULL or a live handle.
+        unsafe { self::sender(sender) }?.end_bulk_stage();
+        Ok(())
+    })
 }
 
 /// Dirty sync that enters the last stage (guest stopped, final pass): from now on the
@@ -512,12 +361,11 @@ pub unsafe extern "C" fn xbzrle_sender_end_bulk_stage(
 pub unsafe extern "C" fn xbzrle_sender_start_last_stage(
     sender: *const xbzrle_sender,
 ) -> xbzrle_status {
-    let body = |s: &Sender| {
-        s.start_last_stage();
-        XBZRLE_OK
-    };
-    // SAFETY: the caller guarantees `sender` is NULL or a live handle.
-    unsafe { with_sender(sender, body) }
+    ffi::call(|| {
+        // SAFETY: the caller guarantees `sender` is NULL or a live handle.
+        unsafe { self::sender(sender) }?.start_last_stage();
+        Ok(())
+    })
 }
 
 /// Changes the cache budget to `cache_bytes` (one page ..= PTRDIFF_MAX), keeping the cached
@@ -537,12 +385,8 @@ pub unsafe extern "C" fn xbzrle_sender_resize_cache(
     sender: *const xbzrle_sender,
     cache_bytes: u64,
 ) -> xbzrle_status {
-    let body = |s: &Sender| match s.resize_cache(cache_bytes) {
-        Ok(()) => XBZRLE_OK,
-        Err(e) => e.into(),
-    };
     // SAFETY: the caller guarantees `sender` is NULL or a live handle.
-    unsafe { with_sender(sender, body) }
+    ffi::call(|| Ok(unsafe { self::sender(sender) }?.resize_cache(cache_bytes)?))
 }
 
 /// The output capacity `xbzrle_sender_save_page` needs: the longest record for this page
@@ -552,10 +396,8 @@ pub unsafe extern "C" fn xbzrle_sender_resize_cache(
 /// `sender` must be NULL or a live handle from `xbzrle_sender_new`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xbzrle_sender_max_record_len(sender: *const xbzrle_sender) -> usize {
-    guard(0, || {
-        // SAFETY: the caller guarantees `sender` is NULL or a live handle.
-        unsafe { sender.as_ref() }.map_or(0, |s| s.0.max_record_len())
-    })
+    // SAFETY: the caller guarantees `sender` is NULL or a live handle.
+    ffi::call_or(0, || Ok(unsafe { self::sender(sender) }?.max_record_len()))
 }
 
 /// Decides how to send page number `page` (address / page size) whose current content is
@@ -604,24 +446,20 @@ pub unsafe extern "C" fn xbzrle_sender_save_page(
     out_cap: usize,
     sent: *mut xbzrle_sent,
 ) -> xbzrle_status {
-    let body = |s: &Sender| {
-        if data.is_null() || out.is_null() || sent.is_null() {
-            return XBZRLE_ERR_NULL;
-        }
-        if isize::try_from(data_len).is_err() || isize::try_from(out_cap).is_err() {
-            return XBZRLE_ERR_INVALID_ARGUMENT;
-        }
-        // SAFETY: the caller guarantees `data` is readable for `data_len` bytes, which other
-        // threads may write (read only through the live page); non-null.
-        let data = unsafe { LivePage::from_raw_parts(data, data_len) };
-        // SAFETY: the caller guarantees `out` is writable for `out_cap` bytes and does
-        // not overlap `data`; it is non-null.
-        let out = unsafe { slice::from_raw_parts_mut(out, out_cap) };
-        // SAFETY: `sent` is non-null and the caller guarantees it is writable.
-        unsafe { report_sent(s.save_page(page, &data, out), sent) }
-    };
-    // SAFETY: the caller guarantees `sender` is NULL or a live handle.
-    unsafe { with_sender(sender, body) }
+    ffi::call(|| {
+        // SAFETY: the caller guarantees `sender` is NULL or a live handle.
+        let s = unsafe { self::sender(sender) }?;
+        ffi::non_null(sent)?;
+        // SAFETY: the caller guarantees `data` is NULL or readable for `data_len` bytes,
+        // which other threads may write.
+        let data = unsafe { ffi::borrow_live(data, data_len) }?;
+        // SAFETY: the caller guarantees `out` is NULL or writable for `out_cap` bytes,
+        // overlapping no page.
+        let out = unsafe { ffi::borrow_mut(out, out_cap) }?;
+        let result = s.save_page(page, &data, out)?;
+        // SAFETY: the caller guarantees `sent` is NULL or writable.
+        unsafe { ffi::write(sent, result.into()) }
+    })
 }
 
 /// Receives the record of one page saved by `xbzrle_sender_save_pages`: the page number,
@@ -630,7 +468,7 @@ pub unsafe extern "C" fn xbzrle_sender_save_page(
 #[allow(non_camel_case_types)]
 pub type xbzrle_record_fn = Option<
     unsafe extern "C" fn(
-        opaque: *mut std::ffi::c_void,
+        opaque: *mut c_void,
         page: u64,
         sent: *const xbzrle_sent,
         record: *const u8,
@@ -667,66 +505,47 @@ pub unsafe extern "C" fn xbzrle_sender_save_pages(
     out: *mut u8,
     out_cap: usize,
     emit: xbzrle_record_fn,
-    opaque: *mut std::ffi::c_void,
+    opaque: *mut c_void,
     saved: *mut usize,
 ) -> xbzrle_status {
-    let body = |s: &Sender| {
-        if !saved.is_null() {
-            // SAFETY: `saved` is non-null and the caller guarantees it is writable.
-            unsafe { saved.write(0) };
-        }
-        let Some(emit) = emit else {
-            return XBZRLE_ERR_NULL;
-        };
-        if out.is_null() || (count > 0 && (pages.is_null() || data.is_null())) {
-            return XBZRLE_ERR_NULL;
-        }
-        if isize::try_from(data_len).is_err() || isize::try_from(out_cap).is_err() {
-            return XBZRLE_ERR_INVALID_ARGUMENT;
-        }
+    ffi::call(|| {
+        // SAFETY: the caller guarantees `saved` is NULL or writable.
+        unsafe { ffi::write_optional(saved, 0) };
+        // SAFETY: the caller guarantees `sender` is NULL or a live handle.
+        let s = unsafe { self::sender(sender) }?;
+        let emit = emit.ok_or(XBZRLE_ERR_NULL)?;
         let (pages, data) = if count == 0 {
             (&[][..], &[][..])
         } else {
-            // SAFETY: the caller guarantees `pages` is readable for `count` elements; it is
-            // non-null (checked above).
-            let pages = unsafe { slice::from_raw_parts(pages, count) };
+            // SAFETY: the caller guarantees `pages` is NULL or readable for `count` elements.
+            let pages = unsafe { ffi::borrow(pages, count) }?;
             // SAFETY: the same for `data`.
-            (pages, unsafe { slice::from_raw_parts(data, count) })
+            (pages, unsafe { ffi::borrow(data, count) }?)
         };
-        if data.iter().any(|d| d.is_null()) {
-            return XBZRLE_ERR_NULL;
-        }
-        // SAFETY: the caller guarantees each `data[i]` is readable for `data_len` bytes,
-        // which other threads may write (read only through the live page); all are non-null.
-        let live = |d: *const u8| unsafe { LivePage::from_raw_parts(d, data_len) };
-        // SAFETY: the caller guarantees `out` is writable for `out_cap` bytes and overlaps no
-        // page; it is non-null.
-        let out = unsafe { slice::from_raw_parts_mut(out, out_cap) };
-        let batch = pages.iter().copied().zip(data.iter().map(|&d| live(d)));
+        ffi::length(data_len)?;
+        data.iter().try_for_each(|&d| ffi::non_null(d))?;
+        // SAFETY: the caller guarantees every `data[i]` is readable for `data_len` bytes
+        // (at most `isize::MAX`), which other threads may write; all are non-null.
+        let live = |d: *const u8| unsafe { xbzrle::LivePage::from_raw_parts(d, data_len) };
+        // SAFETY: the caller guarantees `out` is NULL or writable for `out_cap` bytes,
+        // overlapping no page.
+        let out = unsafe { ffi::borrow_mut(out, out_cap) }?;
         let mut emitted = 0;
+        let batch = pages.iter().copied().zip(data.iter().map(|&d| live(d)));
         let result = s.save_pages(batch, out, |page, sent, record| {
             emitted += 1;
             let sent = xbzrle_sent::from(sent);
             // SAFETY: the caller guarantees `emit` may be called with `opaque`; `sent` and
             // `record` are valid for the call.
-            let stop = unsafe { emit(opaque, page, &sent, record.as_ptr()) };
-            if stop == 0 {
-                ControlFlow::Continue(())
-            } else {
-                ControlFlow::Break(())
+            match unsafe { emit(opaque, page, &sent, record.as_ptr()) } {
+                0 => ControlFlow::Continue(()),
+                _ => ControlFlow::Break(()),
             }
         });
-        if !saved.is_null() {
-            // SAFETY: as above.
-            unsafe { saved.write(emitted) };
-        }
-        match result {
-            Ok(_) => XBZRLE_OK,
-            Err(e) => e.into(),
-        }
-    };
-    // SAFETY: the caller guarantees `sender` is NULL or a live handle.
-    unsafe { with_sender(sender, body) }
+        // SAFETY: as above.
+        unsafe { ffi::write_optional(saved, emitted) };
+        result.map(drop).map_err(Into::into)
+    })
 }
 
 /// Saves page number `page` (address / page size), which the caller has found to be all
@@ -762,21 +581,17 @@ pub unsafe extern "C" fn xbzrle_sender_save_zero_page(
     out_cap: usize,
     sent: *mut xbzrle_sent,
 ) -> xbzrle_status {
-    let body = |s: &Sender| {
-        if out.is_null() || sent.is_null() {
-            return XBZRLE_ERR_NULL;
-        }
-        if isize::try_from(out_cap).is_err() {
-            return XBZRLE_ERR_INVALID_ARGUMENT;
-        }
-        const { assert!(XBZRLE_ZERO_RECORD_LEN == ZERO_RECORD_LEN) };
-        // SAFETY: the caller guarantees `out` is writable for `out_cap` bytes; non-null.
-        let out = unsafe { slice::from_raw_parts_mut(out, out_cap) };
-        // SAFETY: `sent` is non-null and the caller guarantees it is writable.
-        unsafe { report_sent(s.save_zero_page(page, out), sent) }
-    };
-    // SAFETY: the caller guarantees `sender` is NULL or a live handle.
-    unsafe { with_sender(sender, body) }
+    const { assert!(XBZRLE_ZERO_RECORD_LEN == ZERO_RECORD_LEN) };
+    ffi::call(|| {
+        // SAFETY: the caller guarantees `sender` is NULL or a live handle.
+        let s = unsafe { self::sender(sender) }?;
+        ffi::non_null(sent)?;
+        // SAFETY: the caller guarantees `out` is NULL or writable for `out_cap` bytes.
+        let out = unsafe { ffi::borrow_mut(out, out_cap) }?;
+        let result = s.save_zero_page(page, out)?;
+        // SAFETY: the caller guarantees `sent` is NULL or writable.
+        unsafe { ffi::write(sent, result.into()) }
+    })
 }
 
 /// Copies the sender's cached copy of page number `page` into `out` (`out_len` = the page
@@ -801,77 +616,46 @@ pub unsafe extern "C" fn xbzrle_sender_cached_page(
     cached: *mut c_int,
     age: *mut u64,
 ) -> xbzrle_status {
-    let body = |s: &Sender| {
-        if out.is_null() || cached.is_null() {
-            return XBZRLE_ERR_NULL;
+    ffi::call(|| {
+        // SAFETY: the caller guarantees `sender` is NULL or a live handle.
+        let s = unsafe { self::sender(sender) }?;
+        ffi::non_null(cached)?;
+        // SAFETY: the caller guarantees `out` is NULL or writable for `out_len` bytes.
+        let out = unsafe { ffi::borrow_mut(out, out_len) }?;
+        if out.len() != s.page_size() {
+            return Err(XBZRLE_ERR_INVALID_ARGUMENT);
         }
-        if out_len != s.page_size() {
-            return XBZRLE_ERR_INVALID_ARGUMENT;
-        }
-        // SAFETY: the caller guarantees `out` is writable for `out_len` bytes; non-null, and
-        // `out_len` is the page size, at most `isize::MAX`.
-        let out = unsafe { slice::from_raw_parts_mut(out, out_len) };
         let found = s.copy_cached_page(page, out);
-        // SAFETY: `cached` is non-null and the caller guarantees it is writable.
-        unsafe { cached.write(c_int::from(found.is_some())) };
-        if let (Some(generation), false) = (found, age.is_null()) {
-            // SAFETY: `age` is non-null and the caller guarantees it is writable.
-            unsafe { age.write(generation) };
+        if let Some(generation) = found {
+            // SAFETY: the caller guarantees `age` is NULL or writable.
+            unsafe { ffi::write_optional(age, generation) };
         }
-        XBZRLE_OK
-    };
-    // SAFETY: the caller guarantees `sender` is NULL or a live handle.
-    unsafe { with_sender(sender, body) }
+        // SAFETY: the caller guarantees `cached` is NULL or writable.
+        unsafe { ffi::write(cached, c_int::from(found.is_some())) }
+    })
 }
 
-/// Fills `*stats` with the sender's statistics now. Errors: `XBZRLE_ERR_NULL`.
-/// Thread-safe.
+/// Fills `*stats` (`stats_size` = `sizeof(xbzrle_sender_stats)` of the caller's header)
+/// with the sender's statistics now: as many fields as both the caller's and the library's
+/// versions of the struct have, and `stats->struct_size` = the bytes filled in. Errors:
+/// `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (`stats_size` below the first version's
+/// size). Thread-safe.
 ///
 /// # Safety
-/// `sender` must be NULL or a live handle; `stats` NULL or valid for a write of one
-/// `xbzrle_sender_stats`.
+/// `sender` must be NULL or a live handle; `stats` NULL or valid for writes of `stats_size`
+/// bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xbzrle_sender_get_stats(
     sender: *const xbzrle_sender,
     stats: *mut xbzrle_sender_stats,
+    stats_size: usize,
 ) -> xbzrle_status {
-    let body = |s: &Sender| {
-        if stats.is_null() {
-            return XBZRLE_ERR_NULL;
-        }
-        let st = s.stats();
-        let q = st.xbzrle_cache;
-        let value = xbzrle_sender_stats {
-            cache_size: q.cache_size,
-            bytes: q.bytes,
-            pages: q.pages,
-            cache_miss: q.cache_miss,
-            cache_miss_rate: q.cache_miss_rate,
-            encoding_rate: q.encoding_rate,
-            overflow: q.overflow,
-            stage: match st.stage {
-                Stage::Bulk => xbzrle_stage::XBZRLE_STAGE_BULK,
-                Stage::Iterative => xbzrle_stage::XBZRLE_STAGE_ITERATIVE,
-                Stage::Last => xbzrle_stage::XBZRLE_STAGE_LAST,
-                other => unknown_variant(other),
-            },
-            generation: st.generation,
-            pages_processed: st.pages_processed,
-            zero_pages: st.zero_pages,
-            raw_pages: st.raw_pages,
-            xbzrle_pages: st.xbzrle_pages,
-            skipped_pages: st.skipped_pages,
-            wire_bytes: st.wire_bytes,
-            cache_pages: st.cache_pages,
-            cache_capacity: st.cache_capacity,
-            cache_allocated_bytes: st.cache_allocated_bytes,
-        };
-        // SAFETY: `stats` is non-null and the caller guarantees it is writable.
-        unsafe { stats.write(value) };
-        XBZRLE_OK
-    };
-    // SAFETY: the caller guarantees `sender` is NULL or a live handle.
-    unsafe { with_sender(sender, body) }
+    ffi::call(|| {
+        // SAFETY: the caller guarantees `sender` is NULL or a live handle.
+        let stats_now = unsafe { self::sender(sender) }?.stats();
+        // SAFETY: the caller guarantees `stats` is NULL or writable for `stats_size` bytes.
+        unsafe { ffi::write_versioned(stats, stats_size, stats_now.into()) }
+    })
 }
 
 /// Estimated wire bytes to send `dirty_pages` pages now (for a convergence decision: the
@@ -886,15 +670,10 @@ pub unsafe extern "C" fn xbzrle_sender_estimate_bytes(
     dirty_pages: u64,
     bytes: *mut u64,
 ) -> xbzrle_status {
-    let body = |s: &Sender| {
-        if bytes.is_null() {
-            return XBZRLE_ERR_NULL;
-        }
-        let estimate = s.estimate_bytes(dirty_pages);
-        // SAFETY: `bytes` is non-null and the caller guarantees it is writable.
-        unsafe { bytes.write(estimate) };
-        XBZRLE_OK
-    };
-    // SAFETY: the caller guarantees `sender` is NULL or a live handle.
-    unsafe { with_sender(sender, body) }
+    ffi::call(|| {
+        // SAFETY: the caller guarantees `sender` is NULL or a live handle.
+        let estimate = unsafe { self::sender(sender) }?.estimate_bytes(dirty_pages);
+        // SAFETY: the caller guarantees `bytes` is NULL or writable.
+        unsafe { ffi::write(bytes, estimate) }
+    })
 }

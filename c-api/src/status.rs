@@ -2,7 +2,7 @@
 
 use std::ffi::{CStr, c_char, c_int};
 
-use super::guard::guard;
+use crate::ffi;
 
 /// Result of a native (non-QEMU) entry point: `XBZRLE_OK` (0) or a negative error code.
 ///
@@ -81,12 +81,12 @@ impl xbzrle_status {
 #[unsafe(no_mangle)]
 pub extern "C" fn xbzrle_strerror(code: c_int) -> *const c_char {
     const UNKNOWN: &CStr = c"unknown xbzrle status code";
-    guard(UNKNOWN.as_ptr(), || {
-        xbzrle_status::ALL
+    ffi::call_or(UNKNOWN.as_ptr(), || {
+        Ok(xbzrle_status::ALL
             .iter()
             .find(|s| **s as c_int == code)
             .map_or(UNKNOWN, |s| s.describe())
-            .as_ptr()
+            .as_ptr())
     })
 }
 

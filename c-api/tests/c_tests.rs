@@ -30,7 +30,7 @@ fn build(name: &str, sources: &[&str], cpp: bool) -> PathBuf {
     let mut command = build.get_compiler().to_command();
     command.args(sources.iter().map(|s| crate_dir().join(s)));
     command.arg("-o").arg(&exe);
-    command.arg(library_dir().join("libxbzrle.a"));
+    command.arg(library_dir().join("libxbzrle_capi.a"));
     command.args(NATIVE_STATIC_LIBS);
     let status = command.status().expect("run the C compiler");
     let args: Vec<_> = command.get_args().collect();

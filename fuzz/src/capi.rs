@@ -1,6 +1,6 @@
 //! Target `capi`: the C entry points with arbitrary lengths, capacities and NULLs.
 //!
-//! The C API's source is compiled into this crate ([`crate::ffi`]), so its `extern "C"`
+//! The C API crate (`xbzrle_capi`) is linked in as a Rust dependency, so its `extern "C"`
 //! functions run exactly as a C caller reaches them, with buffers that end at their
 //! allocation's end (AddressSanitizer catches a byte past them). Checks, for a sequence of
 //! operations read from the input: the drop-in `xbzrle_encode_buffer` /
@@ -17,9 +17,9 @@
 
 use core::ptr;
 
-use crate::ffi::*;
 use crate::input::{OffsetBuf, Reader, apply_edits, page_len_from};
 use xbzrle::Encoded;
+use xbzrle_capi::*;
 
 /// Most operations run per input.
 const MAX_OPERATIONS: usize = 16;
@@ -284,6 +284,7 @@ fn decode_size_t(r: &mut Reader<'_>) {
 /// that applies every record (and arbitrary garbage) to its own memory.
 fn sender_and_receiver(r: &mut Reader<'_>) {
     let mut config = xbzrle_sender_config {
+        struct_size: 0,
         page_size: 0,
         cache_bytes: 0,
         cache_kind: 0,
@@ -308,6 +309,10 @@ fn sender_and_receiver(r: &mut Reader<'_>) {
         config.admission_min_passes = u32::from(r.u8());
         config.admission_counters = usize::from(r.u16());
         config.shards = usize::from(r.u8() % 9);
+        // Now and then a struct size the library must refuse (smaller than any version).
+        if r.u8().is_multiple_of(16) {
+            config.struct_size = usize::from(r.u8());
+        }
     } else {
         config.page_size = 64;
         config.cache_bytes = 64 * 16;

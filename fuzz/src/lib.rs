@@ -15,12 +15,6 @@ pub mod output_buffer;
 pub mod policy;
 pub mod stream;
 
-/// The C API's source (crate `xbzrle-capi`, which builds only a cdylib and a staticlib),
-/// compiled into this crate so that the `capi` target calls its entry points directly.
-#[allow(missing_docs, unreachable_pub, dead_code, clippy::all)]
-#[path = "../../c-api/src/lib.rs"]
-pub mod ffi;
-
 use std::path::{Path, PathBuf};
 use xbzrle::Encoded;
 

@@ -94,7 +94,7 @@ PageCache *cache_init(uint64_t new_size, size_t page_size, Error **errp)
         g_free(cache);
         return NULL;
     }
-    xbzrle_page_cache_get_info(cache->cache, &info);
+    xbzrle_page_cache_get_info(cache->cache, &info, sizeof(xbzrle_page_cache_info));
     trace_migration_pagecache_init(info.capacity);
     if (config.cache_kind == XBZRLE_CACHE_DIRECT_MAPPED) {
         info_report("xbzrle page cache: direct-mapped, %" PRIu64 " bytes, %zu pages",

@@ -2,7 +2,7 @@
 //! `migration/page_cache.c` rules: on synthetic traces and on a trace recorded from QEMU's own
 //! page cache during a real migration (`tests/data/qemu-page-cache-trace.txt`).
 
-use std::ptr;
+use std::{ptr, slice};
 
 use super::*;
 

@@ -6,6 +6,7 @@
 #include "check.h"
 
 #define PAGE 4096
+#define INFO sizeof(xbzrle_page_cache_info) /* the info size every call passes */
 
 static xbzrle_page_cache *make(uint32_t kind, uint64_t pages) {
     xbzrle_page_cache_config c;
@@ -85,7 +86,7 @@ static void errors(void) {
     CHECK(xbzrle_page_cache_get(NULL, 0, &out) == XBZRLE_ERR_NULL, "get(NULL)");
     CHECK(xbzrle_page_cache_insert(NULL, 0, page, PAGE, 0, &out) == XBZRLE_ERR_NULL,
           "insert(NULL)");
-    CHECK(xbzrle_page_cache_get_info(NULL, NULL) == XBZRLE_ERR_NULL, "get_info(NULL)");
+    CHECK(xbzrle_page_cache_get_info(NULL, NULL, INFO) == XBZRLE_ERR_NULL, "get_info(NULL)");
 
     cache = make(XBZRLE_CACHE_DIRECT_MAPPED, 8);
     CHECK(xbzrle_page_cache_insert(cache, 0, NULL, PAGE, 0, &out) == XBZRLE_ERR_NULL, "NULL page");
@@ -109,7 +110,7 @@ static void qemu_rules(void) {
     xbzrle_page_cache_info info;
     uint8_t *copy;
 
-    CHECK(xbzrle_page_cache_get_info(cache, &info) == XBZRLE_OK && info.capacity == 8 &&
+    CHECK(xbzrle_page_cache_get_info(cache, &info, INFO) == XBZRLE_OK && info.capacity == 8 &&
               info.pages == 0 && info.allocated_bytes == 0 && info.cache_bytes == 8 * PAGE,
           "empty: nothing allocated");
     CHECK(cached(cache, 1, 5) == 0 && copy_of(cache, 1) == NULL, "empty cache: a miss");
@@ -132,14 +133,14 @@ static void qemu_rules(void) {
     CHECK(insert(cache, 9, 0x33, 8) == 0 && copy[0] == 0x33, "overwrite");
     /* Other slots are independent; page data was allocated once for all of them. */
     CHECK(insert(cache, 2, 0x44, 8) == 0 && insert(cache, 10, 0x55, 9) == -1, "slot 2");
-    CHECK(xbzrle_page_cache_get_info(cache, &info) == XBZRLE_OK && info.pages == 2 &&
+    CHECK(xbzrle_page_cache_get_info(cache, &info, INFO) == XBZRLE_OK && info.pages == 2 &&
               info.allocated_bytes == 8 * PAGE,
           "two pages cached, %zu bytes allocated", info.allocated_bytes);
     xbzrle_page_cache_free(cache);
 
     /* The slot count is rounded down to a power of two: 12 pages give 8 slots. */
     cache = make(XBZRLE_CACHE_DIRECT_MAPPED, 12);
-    CHECK(xbzrle_page_cache_get_info(cache, &info) == XBZRLE_OK && info.capacity == 8,
+    CHECK(xbzrle_page_cache_get_info(cache, &info, INFO) == XBZRLE_OK && info.capacity == 8,
           "12 pages -> 8 slots, got %zu", info.capacity);
     CHECK(insert(cache, 3, 1, 0) == 0 && insert(cache, 11, 2, 1) == -1, "11 maps onto 3");
     xbzrle_page_cache_free(cache);

@@ -9,6 +9,7 @@
 
 #define PAGE 4096
 #define HDR 9 /* record header: flag + big-endian u64 page number */
+#define STATS sizeof(xbzrle_sender_stats) /* the stats size every call passes */
 
 static void fill_random(uint8_t *p, size_t n) {
     size_t i;
@@ -33,7 +34,7 @@ static void config_errors(void) {
 
     CHECK(xbzrle_sender_config_default(NULL) == XBZRLE_ERR_NULL, "default(NULL)");
     CHECK(xbzrle_sender_config_default(&c) == XBZRLE_OK, "default");
-    CHECK(c.page_size == 4096 && c.cache_bytes == 64u << 20 &&
+    CHECK(c.struct_size == sizeof c && c.page_size == 4096 && c.cache_bytes == 64u << 20 &&
               c.cache_kind == XBZRLE_CACHE_DIRECT_MAPPED &&
               c.admission == XBZRLE_ADMIT_AFTER_BULK && c.shards == 1,
           "QEMU defaults");
@@ -48,6 +49,8 @@ static void config_errors(void) {
         CHECK(xbzrle_sender_new(&bad, &s) == XBZRLE_ERR_INVALID_ARGUMENT && s == NULL,     \
               "config " #field " = " #value " accepted");                                 \
     } while (0)
+    BAD(struct_size, 0); /* not filled in by xbzrle_sender_config_default */
+    BAD(struct_size, sizeof c - 1);
     BAD(page_size, 0);
     BAD(page_size, (size_t)UINT32_MAX + 1);
     BAD(cache_bytes, 4095);
@@ -83,7 +86,8 @@ static void config_errors(void) {
     }
     CHECK(xbzrle_sender_resize_cache(NULL, 1 << 20) == XBZRLE_ERR_NULL, "resize(NULL)");
     CHECK(xbzrle_sender_max_record_len(NULL) == 0, "max_record_len(NULL)");
-    CHECK(xbzrle_sender_get_stats(NULL, NULL) == XBZRLE_ERR_NULL, "stats(NULL)");
+    CHECK(xbzrle_sender_get_stats(NULL, NULL, STATS) == XBZRLE_ERR_NULL,
+          "stats(NULL)");
     CHECK(xbzrle_sender_estimate_bytes(NULL, 1, NULL) == XBZRLE_ERR_NULL, "estimate(NULL)");
     CHECK(xbzrle_receiver_peek(NULL, (const uint8_t *)"x", 1, NULL, NULL) == XBZRLE_ERR_NULL,
           "peek(NULL)");
@@ -177,7 +181,7 @@ static void huge_sizes(void) {
     CHECK(xbzrle_sender_save_page(s, 3, page, PAGE, out, cap, &sent) == XBZRLE_OK &&
               sent.raw_reason == XBZRLE_RAW_MISS,
           "miss inserts");
-    CHECK(xbzrle_sender_get_stats(s, &before) == XBZRLE_OK && before.cache_pages == 1 &&
+    CHECK(xbzrle_sender_get_stats(s, &before, STATS) == XBZRLE_OK && before.cache_pages == 1 &&
               before.cache_allocated_bytes == 16 * PAGE,
           "cache allocated at the first insertion");
     CHECK(xbzrle_sender_resize_cache(s, HUGE_CACHE) == XBZRLE_ERR_NO_MEMORY, "resize 2^60");
@@ -185,7 +189,7 @@ static void huge_sizes(void) {
           "resize PTRDIFF_MAX");
     CHECK(xbzrle_sender_resize_cache(s, UINT64_MAX) == XBZRLE_ERR_INVALID_ARGUMENT,
           "resize UINT64_MAX");
-    CHECK(xbzrle_sender_get_stats(s, &after) == XBZRLE_OK &&
+    CHECK(xbzrle_sender_get_stats(s, &after, STATS) == XBZRLE_OK &&
               after.cache_size == before.cache_size &&
               after.cache_capacity == before.cache_capacity && after.cache_pages == 1 &&
               after.cache_allocated_bytes == before.cache_allocated_bytes,
@@ -244,7 +248,7 @@ static void decisions(void) {
               sent.action == XBZRLE_ACTION_ZERO && sent.record_len == HDR + 1 &&
               out[0] == 0x02 && be64(out + 1) == 8 && out[HDR] == 0,
           "zero page record");
-    CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK && st.stage == XBZRLE_STAGE_BULK &&
+    CHECK(xbzrle_sender_get_stats(s, &st, STATS) == XBZRLE_OK && st.stage == XBZRLE_STAGE_BULK &&
               st.raw_pages == 1 && st.zero_pages == 1 && st.cache_pages == 0 &&
               st.wire_bytes == HDR + PAGE + HDR + 1,
           "bulk stats: stage %d raw %llu zero %llu cached %zu", st.stage,
@@ -277,7 +281,8 @@ static void decisions(void) {
     CHECK(xbzrle_sender_save_page(s, 7, page, PAGE, out, cap, &sent) == XBZRLE_OK &&
               sent.action == XBZRLE_ACTION_RAW && sent.raw_reason == XBZRLE_RAW_OVERFLOW,
           "overflow goes raw");
-    CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK && st.stage == XBZRLE_STAGE_ITERATIVE &&
+    CHECK(xbzrle_sender_get_stats(s, &st, STATS) == XBZRLE_OK &&
+              st.stage == XBZRLE_STAGE_ITERATIVE &&
               st.pages == 3 && st.cache_miss == 1 && st.overflow == 1 &&
               st.xbzrle_pages == 1 && st.skipped_pages == 1 && st.cache_pages == 1 &&
               st.bytes == 3 + 3 + PAGE && st.generation == 2 && st.cache_size == 4 * PAGE,
@@ -299,8 +304,24 @@ static void decisions(void) {
           "short page");
     CHECK(xbzrle_sender_save_page(s, 7, page, PAGE, out, cap - 1, &sent) == XBZRLE_ERR_OVERFLOW,
           "small output");
-    CHECK(xbzrle_sender_get_stats(s, NULL) == XBZRLE_ERR_NULL, "stats NULL out");
-    CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK && st.pages_processed == 6,
+    CHECK(xbzrle_sender_get_stats(s, NULL, STATS) == XBZRLE_ERR_NULL,
+          "stats NULL out");
+    {
+        /* A caller built with a larger (later) struct gets this version's fields and the
+         * size filled in; one smaller than any version is refused. */
+        struct {
+            xbzrle_sender_stats stats;
+            uint8_t later_fields[32];
+        } larger;
+        memset(&larger, 0xA5, sizeof larger);
+        CHECK(xbzrle_sender_get_stats(s, &larger.stats, sizeof larger) == XBZRLE_OK &&
+                  larger.stats.struct_size == sizeof(xbzrle_sender_stats) &&
+                  larger.later_fields[0] == 0xA5 && larger.later_fields[31] == 0xA5,
+              "stats into a larger struct: size %zu", larger.stats.struct_size);
+        CHECK(xbzrle_sender_get_stats(s, &st, sizeof st - 1) == XBZRLE_ERR_INVALID_ARGUMENT,
+              "stats into a smaller struct");
+    }
+    CHECK(xbzrle_sender_get_stats(s, &st, STATS) == XBZRLE_OK && st.pages_processed == 6,
           "errors are not counted: %llu", (unsigned long long)st.pages_processed);
 
     /* Resize, estimate, last stage. */
@@ -310,7 +331,7 @@ static void decisions(void) {
     CHECK(xbzrle_sender_estimate_bytes(s, 10, &estimate) == XBZRLE_OK && estimate > 0,
           "estimate");
     CHECK(xbzrle_sender_start_last_stage(s) == XBZRLE_OK, "last stage");
-    CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK && st.stage == XBZRLE_STAGE_LAST &&
+    CHECK(xbzrle_sender_get_stats(s, &st, STATS) == XBZRLE_OK && st.stage == XBZRLE_STAGE_LAST &&
               st.cache_size == 8 * PAGE && st.generation == 3,
           "last-stage stats");
 
@@ -426,7 +447,7 @@ static int stats_equal(const xbzrle_sender_stats *a, const xbzrle_sender_stats *
 static xbzrle_sender_stats get_stats(const xbzrle_sender *s) {
     xbzrle_sender_stats st;
     memset(&st, 0, sizeof st);
-    CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK, "get_stats");
+    CHECK(xbzrle_sender_get_stats(s, &st, STATS) == XBZRLE_OK, "get_stats");
     return st;
 }
 
@@ -811,7 +832,8 @@ static void migrate(const char *name, const xbzrle_sender_config *c, size_t page
         }
     }
     CHECK(memcmp(src, dst, mem_len) == 0, "%s: destination differs from source", name);
-    CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK && st.xbzrle_pages > 0, "%s: no XBZRLE",
+    CHECK(xbzrle_sender_get_stats(s, &st, STATS) == XBZRLE_OK && st.xbzrle_pages > 0,
+          "%s: no XBZRLE",
           name);
     CHECK(caller_zero > 0 && st.zero_pages >= caller_zero, "%s: zero pages %llu of %llu", name,
           (unsigned long long)caller_zero, (unsigned long long)st.zero_pages);
@@ -916,7 +938,7 @@ static void threaded_migration(void) {
         }
     }
     CHECK(memcmp(src, dst, (size_t)MT_PAGES * PAGE) == 0, "threaded: destination differs");
-    CHECK(xbzrle_sender_get_stats(s, &st) == XBZRLE_OK && st.pages_processed == saved &&
+    CHECK(xbzrle_sender_get_stats(s, &st, STATS) == XBZRLE_OK && st.pages_processed == saved &&
               st.xbzrle_pages > 0,
           "threaded stats: %llu processed of %zu", (unsigned long long)st.pages_processed, saved);
     printf("threaded: %zu pages over %d channels, %llu xbzrle\n", saved, THREADS,

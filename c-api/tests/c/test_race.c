@@ -7,8 +7,8 @@
  * the scheduler preempt the saving threads inside calls. After every save the sender's
  * cached copy must equal the destination page (xbzrle_sender_cached_page); at the end the
  * writers stop, the last stage resends every page, and source and destination must be
- * equal - in every one of many short migrations, for every cache setup, with one shard and one saving thread and
- * with two shards and two saving threads.
+ * equal - in every one of many short migrations, for every cache setup, with one shard and
+ * one saving thread and with two shards and two saving threads.
  *
  * Usage: test_race [migrations per setup] (default 8).
  */

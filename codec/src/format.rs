@@ -68,17 +68,10 @@ pub(crate) struct DeltaWriter<'a> {
     len: usize,
 }
 
-/// The delta does not fit in the output buffer.
+/// The delta does not fit in the output buffer (inside the encoders; they report it as
+/// [`Encoded::Overflow`](crate::Encoded::Overflow)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Overflow;
-
-impl core::fmt::Display for Overflow {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("the delta does not fit in the output buffer")
-    }
-}
-
-impl core::error::Error for Overflow {}
 
 impl<'a> DeltaWriter<'a> {
     /// Starts an empty delta in `out`.

@@ -22,7 +22,7 @@
 //! and the refreshed copy agree even if the new page changes meanwhile.
 
 use crate::encoded::Encoded;
-use crate::format::{uleb128_len, write_uleb128};
+use crate::format::{Overflow, uleb128_len, write_uleb128};
 use crate::source::PageSource;
 use core::ptr;
 
@@ -164,9 +164,6 @@ fn any_changed<B: Block>(diff: &[B; GROUP]) -> bool {
 struct Overflowed {
     refreshed: usize,
 }
-
-/// The delta does not fit.
-struct Overflow;
 
 /// The pages of one encode. With `UPDATE`, `old == cached == src` and every block is
 /// refreshed from the registers it was compared in.

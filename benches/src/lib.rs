@@ -1,7 +1,7 @@
 //! Baselines the codec benchmarks (`benches/codec.rs`) compare the `xbzrle` crate with.
 //!
 //! * [`run_by_run_decode`]: the plain decoder everyone writes first, one `copy_from_slice`
-//!   per changed run; [`xbzrle::decode`] should beat it on sparse deltas.
+//!   per changed run; [`xbzrle::decode_partial`] should beat it on sparse deltas.
 //! * [`copy_encode_copy`]: what QEMU does around its encoder (copy the guest page out,
 //!   encode it against the cached copy, copy it into the cache);
 //!   [`xbzrle::Kernel::encode_update`] does the same work in one pass.

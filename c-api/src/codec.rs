@@ -78,7 +78,7 @@ pub unsafe extern "C" fn xbzrle_decode_buffer(
         // SAFETY: the caller guarantees `dst` is NULL or readable and writable for `dlen`
         // bytes, not overlapping `src`.
         let page = unsafe { ffi::borrow_mut(dst, dlen) }?;
-        let end = xbzrle::decode(delta, page).map_err(|_| XBZRLE_ERR_INVALID_DELTA)?;
+        let end = xbzrle::decode_partial(delta, page).map_err(|_| XBZRLE_ERR_INVALID_DELTA)?;
         c_int::try_from(end).map_err(|_| XBZRLE_ERR_INVALID_DELTA)
     })
 }
@@ -280,7 +280,6 @@ pub unsafe extern "C" fn xbzrle_decode(
         let delta = unsafe { ffi::borrow(delta, delta_len) }?;
         // SAFETY: as above.
         let page = unsafe { ffi::borrow_mut(page, page_len) }?;
-        xbzrle::validate(delta, page.len()).map_err(|_| XBZRLE_ERR_INVALID_DELTA)?;
         let at = xbzrle::decode(delta, page).map_err(|_| XBZRLE_ERR_INVALID_DELTA)?;
         // SAFETY: the caller guarantees `end` is NULL or writable.
         unsafe { ffi::write_optional(end, at) };

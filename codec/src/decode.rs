@@ -64,11 +64,18 @@ impl fmt::Display for DecodeError {
 
 impl core::error::Error for DecodeError {}
 
-/// Applies `delta` to `page` in place and returns the offset just past the last changed
-/// run (0 for the empty delta), like QEMU's `xbzrle_decode_buffer`.
-///
-/// On error, the runs before the faulty field have already been written (as in QEMU); use
-/// [`validate`] first to keep the page untouched on bad input.
+/// Applies `delta` to `page` in place, all or nothing: returns the offset just past the last
+/// changed run (0 for the empty delta), or an error with the page untouched. The delta is
+/// checked in full first ([`validate`]), then applied with [`decode_partial`].
+pub fn decode(delta: &[u8], page: &mut [u8]) -> Result<usize, DecodeError> {
+    validate(delta, page.len())?;
+    decode_partial(delta, page)
+}
+
+/// Applies `delta` to `page` in place in one pass, exactly like QEMU's
+/// `xbzrle_decode_buffer`: returns the offset just past the last changed run (0 for the
+/// empty delta); on error, the runs before the faulty field have already been written, as in
+/// QEMU. [`decode`] leaves the page untouched instead.
 ///
 /// Short pairs (a 1- or 2-byte unchanged-run length and a changed run of 1 to 127 bytes)
 /// take a fast path: the lengths are read without the general ULEB128 loop, from a
@@ -76,7 +83,7 @@ impl core::error::Error for DecodeError {}
 /// two overlapping fixed-size moves instead of a `memcpy` call. A pair the fast path does
 /// not prove valid goes through the general path, so the verdict, the error and the page are
 /// those of the plain decoder.
-pub fn decode(delta: &[u8], page: &mut [u8]) -> Result<usize, DecodeError> {
+pub fn decode_partial(delta: &[u8], page: &mut [u8]) -> Result<usize, DecodeError> {
     let (mut i, mut d) = (0, 0);
     while i < delta.len() {
         (i, d) = fast_pairs(delta, i, d, page);
@@ -215,7 +222,7 @@ fn copy_run(dst: &mut [u8], src: &[u8]) {
 }
 
 /// Checks `delta` against a page of `page_len` bytes without writing anything; returns
-/// what [`decode`] would return.
+/// what [`decode`] and [`decode_partial`] would return.
 pub fn validate(delta: &[u8], page_len: usize) -> Result<usize, DecodeError> {
     let max_len_bytes = max_len_bytes(page_len);
     let (mut i, mut d) = (0, 0);

@@ -10,8 +10,9 @@
 //! * [`encode_compact`] writes the smallest delta in the same grammar; QEMU's decoder
 //!   accepts it.
 //! * [`encode_update`] encodes and refreshes the cached copy in a single pass.
-//! * [`decode`] applies a delta in place with QEMU's verdict on every input;
-//!   [`validate`] checks a delta without touching any page.
+//! * [`decode`] applies a delta in place with QEMU's verdict on every input, leaving the page
+//!   untouched on error; [`decode_partial`] is QEMU's single pass (the runs before a fault
+//!   stay written); [`validate`] checks a delta without touching any page.
 //!
 //! The fastest [`Kernel`] the CPU supports is detected once and used by the free
 //! functions; every kernel can also be called directly.
@@ -47,7 +48,7 @@ mod format;
 mod kernel;
 mod source;
 
-pub use decode::{DecodeError, DecodeErrorKind, decode, validate};
+pub use decode::{DecodeError, DecodeErrorKind, decode, decode_partial, validate};
 #[cfg(feature = "alloc")]
 pub use encode::encode_compact;
 pub use encode::{encode, encode_update, max_delta_len};

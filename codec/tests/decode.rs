@@ -27,8 +27,10 @@ fn outcome_of(result: Result<usize, xbzrle::DecodeError>) -> Outcome {
     result.map_err(|e| (defect(e.kind()), e.offset()))
 }
 
-/// Runs `xbzrle::decode`, `xbzrle::validate` and the naive decoder on copies of `page`;
-/// panics unless all three agree (result, error kind and offset, page afterwards).
+/// Runs `xbzrle::decode_partial`, `xbzrle::decode`, `xbzrle::validate` and the naive decoder
+/// on copies of `page`; panics unless they agree (result, error kind and offset; the page
+/// afterwards: the naive decoder's for `decode_partial`, which writes as QEMU does, and for
+/// `decode` the naive one's on success and the untouched page on error).
 fn check(delta: &[u8], page: &[u8]) {
     let _ = outcome(delta, page);
 }
@@ -38,14 +40,19 @@ fn outcome(delta: &[u8], page: &[u8]) -> Outcome {
     let mut want_page = page.to_vec();
     let want = naive_decode(delta, &mut want_page);
     let mut got_page = page.to_vec();
-    let got = outcome_of(xbzrle::decode(delta, &mut got_page));
+    let got = outcome_of(xbzrle::decode_partial(delta, &mut got_page));
     let context = || format!("delta {delta:02x?} on a page of {} bytes", page.len());
-    assert_eq!(got, want, "decode: {}", context());
+    assert_eq!(got, want, "decode_partial: {}", context());
     assert!(
         got_page == want_page,
-        "decode wrote a different page: {}",
+        "decode_partial wrote a different page: {}",
         context()
     );
+    let mut whole_page = page.to_vec();
+    let whole = outcome_of(xbzrle::decode(delta, &mut whole_page));
+    assert_eq!(whole, want, "decode: {}", context());
+    let expected_page = if want.is_ok() { &want_page[..] } else { page };
+    assert!(whole_page == expected_page, "decode: page {}", context());
     let validated = outcome_of(xbzrle::validate(delta, page.len()));
     assert_eq!(validated, want, "validate: {}", context());
     want
@@ -89,8 +96,11 @@ fn hand_made_deltas_and_their_errors() {
         assert_eq!(outcome(delta, &page), want, "{delta:02x?}");
     }
     let mut written = page.clone();
-    assert!(xbzrle::decode(&[2, 3, 1, 2, 3, 0, 1, 9], &mut written).is_err());
+    assert!(xbzrle::decode_partial(&[2, 3, 1, 2, 3, 0, 1, 9], &mut written).is_err());
     assert_eq!(written[2..5], [1, 2, 3]);
+    let mut untouched = page.clone();
+    assert!(xbzrle::decode(&[2, 3, 1, 2, 3, 0, 1, 9], &mut untouched).is_err());
+    assert_eq!(untouched, page);
 }
 
 #[test]

@@ -35,7 +35,7 @@ pub fn check(data: &[u8]) {
     let expected = naive::decode(delta, &mut expected_page);
 
     let mut page = OffsetBuf::with_content(offset, &before);
-    let got = xbzrle::decode(delta, page.as_mut_slice());
+    let got = xbzrle::decode_partial(delta, page.as_mut_slice());
     assert_eq!(
         got.map_err(|e| (defect(e.kind()), e.offset())),
         expected,
@@ -54,6 +54,13 @@ pub fn check(data: &[u8]) {
         );
     }
     assert_eq!(xbzrle::validate(delta, page_len), got, "validate disagrees");
+    let mut whole = before.clone();
+    assert_eq!(xbzrle::decode(delta, &mut whole), got, "decode disagrees");
+    let expected_whole = if got.is_ok() { &expected_page } else { &before };
+    assert!(
+        whole == *expected_whole,
+        "decode changed the page of a rejected delta"
+    );
 }
 
 /// The codec's error kinds in the oracle's vocabulary.

@@ -65,7 +65,6 @@ impl Receiver {
                         page_size: self.page_size,
                     }));
                 }
-                xbzrle::validate(delta, self.page_size).map_err(ReceiveError::Delta)?;
                 xbzrle::decode(delta, dest).map_err(ReceiveError::Delta)?;
             }
         }

@@ -975,7 +975,8 @@ impl<R: Read> StreamReader<R> {
                 xbzrle::validate(delta, page_size)
                     .map_err(|e| StreamError::new(delta_at, ErrorKind::BadDelta(e)))?;
                 self.before.copy_from_slice(page);
-                xbzrle::decode(delta, page)
+                // Validated above: the single pass cannot fail half-way.
+                xbzrle::decode_partial(delta, page)
                     .map_err(|e| StreamError::new(delta_at, ErrorKind::BadDelta(e)))?;
                 self.delta.clear();
                 self.delta.extend_from_slice(delta);

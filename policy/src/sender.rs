@@ -464,7 +464,8 @@ impl Sender {
                     .prefetch(next >> self.shard_bits, PREFETCH_BYTES);
             }
             if job.stage == Stage::Bulk {
-                self.save_bulk(shard, job, data, out)
+                let cached = shard.cache.get(job.key).is_some();
+                self.save_raw(shard, job, data, out, (cached, RawReason::Bulk))
             } else {
                 self.save_after_bulk(shard, job, data, out)
             }
@@ -567,24 +568,29 @@ impl Sender {
         body
     }
 
-    /// Bulk stage: raw, from one read; a cached copy is refreshed from it, a missing one
-    /// inserted if admitted.
-    fn save_bulk<S: PageSource + ?Sized>(
+    /// A page sent raw, in the bulk stage or on a miss (`cached`: whether the page is cached,
+    /// which a miss is not): read once into the raw record; sent as a zero page if it read
+    /// as zeros; else cached from the record when it is cached already or admitted (never in
+    /// the last stage).
+    fn save_raw<S: PageSource + ?Sized>(
         &self,
         shard: &mut Shard,
         job: &SaveJob,
         data: &S,
         out: &mut [u8],
+        (cached, reason): (bool, RawReason),
     ) -> Sent {
         let body = self.read_into_raw_record(data, out);
-        let cached = shard.cache.get(job.key).is_some();
         if is_zero(body) {
             return self.zero(shard, job, cached, out);
         }
-        if cached || shard.admission.admit(job.page, job.stage) {
+        if reason == RawReason::Miss {
+            shard.counters.misses += 1;
+        }
+        if job.stage != Stage::Last && (cached || shard.admission.admit(job.page, job.stage)) {
             shard.cache.insert(job.key, body, job.generation);
         }
-        self.raw_record(out, job.page, RawReason::Bulk)
+        self.raw_record(out, job.page, reason)
     }
 
     /// After the bulk stage: lookup, then miss or hit.
@@ -597,16 +603,7 @@ impl Sender {
     ) -> Sent {
         let last = job.stage == Stage::Last;
         let Some(cached) = shard.cache.hit(job.key, job.generation) else {
-            // A miss: read the page into the raw record; cache it from there.
-            let body = self.read_into_raw_record(data, out);
-            if is_zero(body) {
-                return self.zero(shard, job, false, out);
-            }
-            shard.counters.misses += 1;
-            if !last && shard.admission.admit(job.page, job.stage) {
-                shard.cache.insert(job.key, body, job.generation);
-            }
-            return self.raw_record(out, job.page, RawReason::Miss);
+            return self.save_raw(shard, job, data, out, (false, RawReason::Miss));
         };
         // A hit: the kernel reads the page once, refreshes the cached copy from what it
         // read and takes the delta's bytes from the refreshed copy.

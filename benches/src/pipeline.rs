@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use xbzrle::{Encoded, Kernel};
 use xbzrle_policy::wire::{FLAG_PAGE, FLAG_XBZRLE, FLAG_ZERO, HEADER_LEN};
 use xbzrle_policy::{Admission, CacheKind, Replacement, Sender, SenderConfig};
+use xbzrle_workloads::SplitMix64;
 
 /// Page size of the pipeline (x86's).
 pub const PAGE: usize = 4096;
@@ -33,7 +34,7 @@ pub struct Guest {
     ram: Vec<u8>,
     /// The dirty set, ascending (the order of a dirty-bitmap walk).
     dirty: Vec<u64>,
-    rng: u64,
+    rng: SplitMix64,
 }
 
 impl Guest {
@@ -48,7 +49,7 @@ impl Guest {
         let mut guest = Self {
             ram: vec![0; ram_bytes],
             dirty: Vec::with_capacity(dirty_pages),
-            rng: seed,
+            rng: SplitMix64::new(seed),
         };
         let mut ram = std::mem::take(&mut guest.ram);
         for word in ram.chunks_mut(8) {
@@ -64,13 +65,8 @@ impl Guest {
         guest
     }
 
-    /// SplitMix64.
     fn random(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.rng.next_u64()
     }
 
     /// Number of pages of RAM.

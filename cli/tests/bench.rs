@@ -2,27 +2,13 @@
 //! have their layout, the figures that do not depend on timing are right, and in the
 //! pipeline benchmark QEMU's method and the sender write the same records.
 
+mod common;
+
+use common::{read_json, text, xbzrle};
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
 use xbzrle_workloads::patterns::{PAGE_SIZE, PageSet, Pattern};
-
-fn xbzrle(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xbzrle"))
-        .args(args)
-        .output()
-        .expect("the xbzrle binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 /// Panics unless `object` has exactly the fields `names`.
 fn assert_fields(object: &Value, names: &[&str]) {

@@ -1,24 +1,10 @@
 //! `xbzrle simulate` end to end, on small settings.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use common::{read_json, text, xbzrle};
 
 use serde_json::Value;
-
-fn xbzrle(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xbzrle"))
-        .args(args)
-        .output()
-        .expect("the xbzrle binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 /// The fields every policy's JSON entry has, and the destination verified.
 fn check_policy_entry(policy: &Value) {

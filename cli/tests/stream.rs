@@ -1,8 +1,10 @@
 //! `xbzrle stream inspect|verify|rewrite` end to end, on a small migration written with the
 //! stream crate's writer the way QEMU writes one.
 
+mod common;
+
+use common::{text, xbzrle};
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -14,17 +16,6 @@ use xbzrle_stream::{
 const PAGE: usize = 4096;
 const PAGES: usize = 64;
 const ID: u32 = 2;
-
-fn xbzrle(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xbzrle"))
-        .args(args)
-        .output()
-        .expect("the xbzrle binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn ok(args: &[&str]) -> String {
     let out = xbzrle(args);

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 
 use common::{PagePair, alignments, edge_capacities, expected_result, page_pairs};
 use xbzrle::{Encoded, Kernel, PageSource};
-use xbzrle_testkit::{Rng, canonical_delta};
+use xbzrle_testkit::{ReadLog, Rng, canonical_delta};
 
 /// Guest memory that changes after every read, recording what each byte read returned.
 struct ChangingPage {
@@ -22,10 +22,7 @@ struct ChangingPage {
 
 struct State {
     memory: Vec<u8>,
-    /// Reads of each byte so far.
-    reads: Vec<u32>,
-    /// The value the first read of each byte returned.
-    returned: Vec<u8>,
+    log: ReadLog,
     /// Decides what the guest writes between reads.
     rng: Rng,
     /// Bytes written anywhere in the page between two reads.
@@ -37,8 +34,7 @@ impl ChangingPage {
         Self {
             state: RefCell::new(State {
                 memory: initial.to_vec(),
-                reads: vec![0; initial.len()],
-                returned: initial.to_vec(),
+                log: ReadLog::new(initial),
                 rng: Rng::new(seed),
                 random_writes,
             }),
@@ -47,11 +43,11 @@ impl ChangingPage {
 
     /// The values the reads returned, after checking that each byte was read exactly once.
     fn returned_once(self, context: &str) -> Vec<u8> {
-        let state = self.state.into_inner();
-        if let Some(i) = state.reads.iter().position(|&n| n != 1) {
-            panic!("{context}: byte {i} read {} times", state.reads[i]);
+        let log = self.state.into_inner().log;
+        if let Some((i, n)) = log.not_read_once() {
+            panic!("{context}: byte {i} read {n} times");
         }
-        state.returned
+        log.into_returned()
     }
 }
 
@@ -64,12 +60,7 @@ impl PageSource for ChangingPage {
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
         dst.copy_from_slice(&state.memory[at..at + dst.len()]);
-        for (i, &byte) in (at..).zip(dst.iter()) {
-            state.reads[i] += 1;
-            if state.reads[i] == 1 {
-                state.returned[i] = byte;
-            }
-        }
+        state.log.record(at, dst);
         // The guest writes between two reads: a few bytes anywhere, and the bytes just read
         // (so that a second read of them would see another value).
         let len = state.memory.len();

@@ -28,6 +28,7 @@ use std::cell::RefCell;
 use crate::input::Reader;
 use xbzrle::PageSource;
 use xbzrle_policy::{Action, Admission, CacheKind, Receiver, Replacement, Sender, SenderConfig};
+use xbzrle_testkit::ReadLog;
 
 /// The guest and the configuration decoded from an input.
 #[derive(Debug, Clone)]
@@ -192,13 +193,11 @@ impl Migration {
             .sender
             .save_page(page as u64, &racing, &mut self.record)
             .unwrap_or_else(|e| panic!("save_page({page}) failed: {e}"));
-        let (returned, reads) = racing.finish();
-        if let Some(at) = reads.iter().position(|&n| n != 1) {
-            panic!(
-                "page {page} ({:?}): byte {at} read {} times",
-                sent.action, reads[at]
-            );
+        let log = racing.finish();
+        if let Some((at, n)) = log.not_read_once() {
+            panic!("page {page} ({:?}): byte {at} read {n} times", sent.action);
         }
+        let returned = log.into_returned();
         // The guest's writes after the reads leave the page dirty.
         self.dirty[page] = self.guest[range.clone()] != returned[..];
         self.sends += 1;
@@ -318,27 +317,23 @@ struct RacingPage<'a> {
 struct RacingState<'a> {
     memory: &'a mut [u8],
     plan: Reader<'a>,
-    reads: Vec<u32>,
-    returned: Vec<u8>,
+    log: ReadLog,
 }
 
 impl<'a> RacingPage<'a> {
     fn new(memory: &'a mut [u8], plan: &'a [u8]) -> Self {
-        let len = memory.len();
         Self {
             state: RefCell::new(RacingState {
-                returned: memory.to_vec(),
+                log: ReadLog::new(memory),
                 memory,
                 plan: Reader::new(plan),
-                reads: vec![0; len],
             }),
         }
     }
 
-    /// The values the reads returned, and the read count of each byte.
-    fn finish(self) -> (Vec<u8>, Vec<u32>) {
-        let state = self.state.into_inner();
-        (state.returned, state.reads)
+    /// What was read: each byte's read count and the value its first read returned.
+    fn finish(self) -> ReadLog {
+        self.state.into_inner().log
     }
 }
 
@@ -351,12 +346,7 @@ impl PageSource for RacingPage<'_> {
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
         dst.copy_from_slice(&state.memory[at..at + dst.len()]);
-        for (i, &byte) in (at..).zip(dst.iter()) {
-            state.reads[i] += 1;
-            if state.reads[i] == 1 {
-                state.returned[i] = byte;
-            }
-        }
+        state.log.record(at, dst);
         let len = state.memory.len();
         for _ in 0..state.plan.u8() % 4 {
             let offset = usize::from(state.plan.u16()) % len;

@@ -10,6 +10,8 @@
 //! * [`encode`]: the canonical runs and delta, and the length of the smallest delta.
 //! * [`decode`]: a decoder with QEMU's rules that reports what it rejected and where.
 //! * [`Rng`]: a tiny deterministic generator for structured test cases.
+//! * [`ReadLog`]: the bookkeeping of test doubles of guest memory that changes while it is
+//!   read (every byte read once, and what that read returned).
 //!
 //! `tests/qemu_vectors.rs` checks the canonical encoder and the decoder against the outputs
 //! recorded from QEMU (`codec/tests/data`), so a disagreement with the codec is the codec's.
@@ -17,11 +19,13 @@
 
 pub mod decode;
 pub mod encode;
+mod reads;
 mod rng;
 pub mod uleb128;
 
 pub use decode::{Defect, Outcome};
 pub use encode::{Run, canonical_delta, canonical_runs, smallest_delta_len};
+pub use reads::ReadLog;
 pub use rng::Rng;
 
 /// Longest length QEMU writes: two ULEB128 bytes (`0x3fff`). For pages of at most this many

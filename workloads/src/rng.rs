@@ -1,23 +1,22 @@
 //! The deterministic generator of the synthetic workloads.
 
+use xbzrle_testkit::Rng;
+
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast and good enough for test data and
-/// simulation; the same seed always gives the same sequence.
+/// simulation; the same seed always gives the same sequence. The 64-bit steps are the test
+/// kit's (`xbzrle_testkit::Rng`); this adds the draws the workloads use.
 #[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
+pub struct SplitMix64(Rng);
 
 impl SplitMix64 {
     /// A generator starting from `seed`.
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(Rng::new(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `[0, 1)`.

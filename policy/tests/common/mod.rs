@@ -6,6 +6,7 @@ use std::cell::RefCell;
 
 use xbzrle::PageSource;
 use xbzrle_policy::{Admission, CacheKind, Replacement};
+use xbzrle_testkit::ReadLog;
 use xbzrle_workloads::SplitMix64;
 
 /// Every cache organisation and victim rule, with few ways so that small caches evict.
@@ -67,30 +68,25 @@ struct State<'m> {
     memory: &'m mut [u8],
     writes: GuestWrites,
     rng: SplitMix64,
-    reads: Vec<u32>,
-    returned: Vec<u8>,
+    log: ReadLog,
 }
 
 impl<'m> ChangingPage<'m> {
     /// The guest page `memory`, written as `writes` says, with random choices from `seed`.
     pub(crate) fn new(memory: &'m mut [u8], writes: GuestWrites, seed: u64) -> Self {
-        let len = memory.len();
         Self {
             state: RefCell::new(State {
-                returned: memory.to_vec(),
+                log: ReadLog::new(memory),
                 memory,
                 writes,
                 rng: SplitMix64::new(seed),
-                reads: vec![0; len],
             }),
         }
     }
 
-    /// The values the reads returned (each byte's first read; bytes never read keep the
-    /// value they had before), and how many times each byte was read.
-    pub(crate) fn finish(self) -> (Vec<u8>, Vec<u32>) {
-        let state = self.state.into_inner();
-        (state.returned, state.reads)
+    /// What was read: each byte's read count and the value its first read returned.
+    pub(crate) fn finish(self) -> ReadLog {
+        self.state.into_inner().log
     }
 }
 
@@ -103,12 +99,7 @@ impl PageSource for ChangingPage<'_> {
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
         dst.copy_from_slice(&state.memory[at..at + dst.len()]);
-        for (i, &byte) in (at..).zip(dst.iter()) {
-            state.reads[i] += 1;
-            if state.reads[i] == 1 {
-                state.returned[i] = byte;
-            }
-        }
+        state.log.record(at, dst);
         let len = state.memory.len() as u64;
         match state.writes {
             GuestWrites::None => {}

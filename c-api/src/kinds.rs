@@ -2,10 +2,9 @@
 //! `uint32_t` fields of the C structs and to and from the policy crate's types: written once
 //! for both objects.
 
-use xbzrle_policy::{Action, Admission, CacheKind, RawReason, Replacement, Sent, Stage};
+use xbzrle_policy::{Admission, CacheKind, Replacement, Stage};
 
 use crate::ffi::Status;
-use crate::sender::xbzrle_sent;
 use crate::status::xbzrle_status::XBZRLE_ERR_INVALID_ARGUMENT;
 
 /// Cache organisation (values of `xbzrle_sender_config.cache_kind`).
@@ -156,7 +155,7 @@ pub(crate) fn admission(admission: u32, min_passes: u32, counters: usize) -> Sta
 /// A variant the policy crate gained that this C API does not map yet. The two crates are
 /// built together, so this never runs; should it, the panic boundary turns it into
 /// `XBZRLE_ERR_PANIC`.
-fn unknown_variant<T: core::fmt::Debug, U>(variant: T) -> U {
+pub(crate) fn unknown_variant<T: core::fmt::Debug, U>(variant: T) -> U {
     unreachable!("{variant:?} has no C value")
 }
 
@@ -167,32 +166,6 @@ impl From<Stage> for xbzrle_stage {
             Stage::Iterative => xbzrle_stage::XBZRLE_STAGE_ITERATIVE,
             Stage::Last => xbzrle_stage::XBZRLE_STAGE_LAST,
             other => unknown_variant(other),
-        }
-    }
-}
-
-impl From<Sent> for xbzrle_sent {
-    fn from(sent: Sent) -> Self {
-        use xbzrle_raw_reason::*;
-        let (action, raw_reason) = match sent.action {
-            Action::Zero => (xbzrle_action::XBZRLE_ACTION_ZERO, XBZRLE_RAW_NONE),
-            Action::Xbzrle => (xbzrle_action::XBZRLE_ACTION_XBZRLE, XBZRLE_RAW_NONE),
-            Action::Skipped => (xbzrle_action::XBZRLE_ACTION_SKIPPED, XBZRLE_RAW_NONE),
-            Action::Raw(reason) => (
-                xbzrle_action::XBZRLE_ACTION_RAW,
-                match reason {
-                    RawReason::Bulk => XBZRLE_RAW_BULK,
-                    RawReason::Miss => XBZRLE_RAW_MISS,
-                    RawReason::Overflow => XBZRLE_RAW_OVERFLOW,
-                    other => unknown_variant(other),
-                },
-            ),
-            other => unknown_variant(other),
-        };
-        Self {
-            action,
-            raw_reason,
-            record_len: sent.record_len,
         }
     }
 }

@@ -4,12 +4,14 @@ use std::ffi::{c_int, c_void};
 use std::ops::ControlFlow;
 
 use xbzrle_policy::wire::ZERO_RECORD_LEN;
-use xbzrle_policy::{ConfigError, SaveError, Sender, SenderConfig, SenderStats};
+use xbzrle_policy::{
+    Action, ConfigError, RawReason, SaveError, Sender, SenderConfig, SenderStats, Sent,
+};
 
 use crate::ffi::{self, Status, Versioned};
 use crate::kinds::{
-    admission, cache_kind, xbzrle_action, xbzrle_admission, xbzrle_cache_kind, xbzrle_raw_reason,
-    xbzrle_replacement, xbzrle_stage,
+    admission, cache_kind, unknown_variant, xbzrle_action, xbzrle_admission, xbzrle_cache_kind,
+    xbzrle_raw_reason, xbzrle_replacement, xbzrle_stage,
 };
 use crate::status::xbzrle_status::{self, *};
 
@@ -183,6 +185,32 @@ impl From<SenderStats> for xbzrle_sender_stats {
             cache_pages: st.cache_pages,
             cache_capacity: st.cache_capacity,
             cache_allocated_bytes: st.cache_allocated_bytes,
+        }
+    }
+}
+
+impl From<Sent> for xbzrle_sent {
+    fn from(sent: Sent) -> Self {
+        use xbzrle_raw_reason::*;
+        let (action, raw_reason) = match sent.action {
+            Action::Zero => (xbzrle_action::XBZRLE_ACTION_ZERO, XBZRLE_RAW_NONE),
+            Action::Xbzrle => (xbzrle_action::XBZRLE_ACTION_XBZRLE, XBZRLE_RAW_NONE),
+            Action::Skipped => (xbzrle_action::XBZRLE_ACTION_SKIPPED, XBZRLE_RAW_NONE),
+            Action::Raw(reason) => (
+                xbzrle_action::XBZRLE_ACTION_RAW,
+                match reason {
+                    RawReason::Bulk => XBZRLE_RAW_BULK,
+                    RawReason::Miss => XBZRLE_RAW_MISS,
+                    RawReason::Overflow => XBZRLE_RAW_OVERFLOW,
+                    other => unknown_variant(other),
+                },
+            ),
+            other => unknown_variant(other),
+        };
+        Self {
+            action,
+            raw_reason,
+            record_len: sent.record_len,
         }
     }
 }

@@ -89,7 +89,7 @@ for zst in "$streams"/*.stream.zst; do
     for policy in $policies; do
         out="$work/$name-$policy.stream"
         "$xbzrle" stream rewrite "$zst" "$out" --policy "$policy" --cache-size "$cache" \
-            --json "$work/rewrite.json" >/dev/null
+            --json "$work/rewrite.json" --force >/dev/null
         python3 -c 'import json,sys; r=json.load(open(sys.argv[1]));
 print("   rewrite --policy %s: %d bytes (QEMU: %d), after the first pass %d (QEMU: %d)" % (
     r["policy"], r["stream_bytes_out"], r["stream_bytes_in"],

@@ -70,8 +70,9 @@ typedef enum xbzrle_status {
      */
     XBZRLE_ERR_PANIC = -6,
     /**
-     * The sender's cache was left inconsistent by an earlier internal error; the migration
-     * must restart with a new sender (free this one).
+     * A cache was left inconsistent by an earlier internal error: the page cache, or the
+     * sender's cache shard of this page. The migration must restart with a new object (free
+     * this one).
      */
     XBZRLE_ERR_POISONED = -7,
     /**
@@ -152,7 +153,8 @@ typedef enum xbzrle_stage {
 } xbzrle_stage;
 
 /**
- * Cache organisation (values of `xbzrle_sender_config.cache_kind`).
+ * Cache organisation (values of the `cache_kind` field of `xbzrle_sender_config` and
+ * `xbzrle_page_cache_config`).
  */
 typedef enum xbzrle_cache_kind {
     /**
@@ -166,7 +168,8 @@ typedef enum xbzrle_cache_kind {
 } xbzrle_cache_kind;
 
 /**
- * Victim choice of a set-associative cache (values of `xbzrle_sender_config.replacement`).
+ * Victim choice of a set-associative cache (values of the `replacement` field of
+ * `xbzrle_sender_config` and `xbzrle_page_cache_config`).
  */
 typedef enum xbzrle_replacement {
     /**
@@ -661,13 +664,15 @@ enum xbzrle_status xbzrle_page_cache_config_default(struct xbzrle_page_cache_con
  * Creates an empty page cache (QEMU's `cache_init`). Its metadata is allocated now, its
  * page data at the first insertion. On `XBZRLE_OK`, `*out` is a new handle the caller owns
  * and must release with `xbzrle_page_cache_free`; on error `*out` is NULL. Errors:
- * `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (page size 0 or above UINT32_MAX, a
- * budget below one page or above PTRDIFF_MAX, an unknown kind or replacement, 0 ways),
- * `XBZRLE_ERR_NO_MEMORY`. Thread-safe.
+ * `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (`config->struct_size` below the first
+ * version's size, page size 0 or above UINT32_MAX, a budget below one page or above
+ * PTRDIFF_MAX, an unknown kind or replacement, 0 ways), `XBZRLE_ERR_NO_MEMORY`.
+ * `config->struct_size` (set by `xbzrle_page_cache_config_default`) says how many bytes of
+ * `*config` are read; fields beyond it take their defaults. Thread-safe.
  *
  * # Safety
- * `config` must be NULL or point to a readable `xbzrle_page_cache_config`; `out` NULL or
- * valid for a write of one pointer.
+ * `config` must be NULL or readable for `config->struct_size` bytes; `out` NULL or valid
+ * for a write of one pointer.
  */
 enum xbzrle_status xbzrle_page_cache_new(const struct xbzrle_page_cache_config *config,
                                          struct xbzrle_page_cache **out);
@@ -696,7 +701,7 @@ void xbzrle_page_cache_free(struct xbzrle_page_cache *cache);
 enum xbzrle_status xbzrle_page_cache_is_cached(struct xbzrle_page_cache *cache,
                                                uint64_t addr,
                                                uint64_t current_age,
-                                               int32_t *cached);
+                                               int *cached);
 
 /**
  * The cached copy of the page at guest address `addr` (QEMU's `get_cached_data`), without
@@ -728,6 +733,10 @@ enum xbzrle_status xbzrle_page_cache_get(struct xbzrle_page_cache *cache,
  * is not the page size, `addr` not a multiple of it), `XBZRLE_ERR_POISONED`.
  *
  * Not thread-safe: calls on one cache must not overlap.
+ *
+ * `page` may be guest memory that vCPUs write during the call (QEMU passes guest RAM): each
+ * byte is read once, and the cached copy holds what was read, which `*copy` then points to
+ * (QEMU sends that copy).
  *
  * # Safety
  * `cache` must be NULL or a live handle; `page` NULL or readable for `len` bytes and not
@@ -949,9 +958,11 @@ enum xbzrle_status xbzrle_sender_start_last_stage(const struct xbzrle_sender *se
  *
  * Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (below one page or above
  * PTRDIFF_MAX), `XBZRLE_ERR_NO_MEMORY` (the memory for the new size cannot be allocated).
- * On error the budget is unchanged and so are the cached pages (with several shards, a
- * shard resized before the failure is resized back and may have dropped pages that did
- * not fit the other size). Thread-safe (call it between passes).
+ * On error the budget is unchanged: with several shards, a shard resized before the
+ * failure is resized back (it may have dropped pages that did not fit the other size);
+ * should even that allocation fail, that shard keeps the new budget, so the page data stays
+ * within the larger of the two budgets and the cache still matches the receiver.
+ * Thread-safe (call it between passes).
  *
  * # Safety
  * `sender` must be NULL or a live handle from `xbzrle_sender_new`.
@@ -1022,13 +1033,15 @@ enum xbzrle_status xbzrle_sender_save_page(const struct xbzrle_sender *sender,
  * (`out_cap` >= `xbzrle_sender_max_record_len`) and calling `emit(opaque, page, &sent,
  * out)` before the next page, but while it encodes a page it has the CPU load the next page
  * and its cached copy, so that at guest-RAM scale memory latency overlaps the work.
- * `*saved` (optional) is the number of pages saved, also on error: on an error the pages
- * before the failing one were saved and emitted, that one and those after it were not;
- * when `emit` returns nonzero the batch stops after that page, with `XBZRLE_OK`.
+ * `*saved` (optional) is the number of pages saved, also on error; when `emit` returns
+ * nonzero the batch stops after that page, with `XBZRLE_OK`.
  *
- * Errors: `XBZRLE_ERR_NULL` (`sender`, `out` or `emit` NULL, or `pages`/`data` NULL with
- * `count` > 0, or a NULL `data[i]`), and those of `xbzrle_sender_save_page`. Thread-safe
- * under the contract of `xbzrle_sender_save_page`.
+ * Errors: the arguments are checked before any page is saved (`*saved` = 0):
+ * `XBZRLE_ERR_NULL` (`sender`, `out` or `emit` NULL, or `pages`/`data` NULL with `count` >
+ * 0, or a NULL `data[i]`), `XBZRLE_ERR_INVALID_ARGUMENT` (`data_len` or `out_cap` above
+ * PTRDIFF_MAX). Then the errors of `xbzrle_sender_save_page` for a page: the pages before
+ * it were saved and emitted, that one and those after it were not. Thread-safe under the
+ * contract of `xbzrle_sender_save_page`.
  *
  * # Safety
  * `sender` must be NULL or a live handle; `pages` and `data` NULL or valid for reads of

@@ -128,22 +128,28 @@ pub(crate) unsafe fn write_optional<T>(out: *mut T, value: T) {
 }
 
 /// A struct that starts with its own size (`size_t struct_size`), so that it can grow: the
-/// caller says how large its version is and the library reads or writes that much.
+/// caller says how large its version is and the library writes that much.
 ///
 /// # Safety
-/// Implementors are `#[repr(C)]` plain-old-data structs (every byte pattern of their fields
-/// is valid) whose first field is `struct_size: usize`.
+/// Implementors are `#[repr(C)]` structs whose first field is `struct_size: usize`.
 pub(crate) unsafe trait Versioned: Copy {
     /// The smallest size any version of the header declared (the first version's).
     const FIRST_SIZE: usize;
 }
+
+/// A [`Versioned`] struct the library also reads from the caller.
+///
+/// # Safety
+/// Every byte pattern of every field is valid (integers only: no enums, `bool`s or
+/// references), so that bytes copied from C make a valid value.
+pub(crate) unsafe trait VersionedInput: Versioned {}
 
 /// Reads the caller's versioned struct at `ptr` into the current layout: the fields its
 /// version has, `defaults` for the later ones.
 ///
 /// # Safety
 /// `ptr` is NULL or valid for reads of `(*ptr).struct_size` bytes (its first field).
-pub(crate) unsafe fn read_versioned<T: Versioned>(ptr: *const T, defaults: T) -> Status<T> {
+pub(crate) unsafe fn read_versioned<T: VersionedInput>(ptr: *const T, defaults: T) -> Status<T> {
     non_null(ptr)?;
     // SAFETY: the first field is a `usize` (trait contract), readable (caller's contract).
     let declared = unsafe { ptr.cast::<usize>().read_unaligned() };
@@ -153,7 +159,7 @@ pub(crate) unsafe fn read_versioned<T: Versioned>(ptr: *const T, defaults: T) ->
     let mut value = defaults;
     let len = declared.min(size_of::<T>());
     // SAFETY: `len` bytes are readable at `ptr` (caller's contract) and fit in `value`; any
-    // byte pattern is a valid `T` (trait contract).
+    // byte pattern is a valid `T` (`VersionedInput` contract).
     unsafe { std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&raw mut value).cast::<u8>(), len) };
     Ok(value)
 }
@@ -221,10 +227,13 @@ mod tests {
         later: u32,
     }
 
-    // SAFETY: `#[repr(C)]`, `struct_size` first, integers only.
+    // SAFETY: `#[repr(C)]`, `struct_size` first.
     unsafe impl Versioned for Grown {
         const FIRST_SIZE: usize = 12;
     }
+
+    // SAFETY: integers only.
+    unsafe impl VersionedInput for Grown {}
 
     #[test]
     fn a_versioned_struct_is_read_and_written_as_far_as_both_versions_go() {

@@ -7,7 +7,8 @@ use xbzrle_policy::{Admission, CacheKind, Replacement, Stage};
 use crate::ffi::Status;
 use crate::status::xbzrle_status::XBZRLE_ERR_INVALID_ARGUMENT;
 
-/// Cache organisation (values of `xbzrle_sender_config.cache_kind`).
+/// Cache organisation (values of the `cache_kind` field of `xbzrle_sender_config` and
+/// `xbzrle_page_cache_config`).
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +19,8 @@ pub enum xbzrle_cache_kind {
     XBZRLE_CACHE_SET_ASSOCIATIVE = 1,
 }
 
-/// Victim choice of a set-associative cache (values of `xbzrle_sender_config.replacement`).
+/// Victim choice of a set-associative cache (values of the `replacement` field of
+/// `xbzrle_sender_config` and `xbzrle_page_cache_config`).
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +125,14 @@ c_enum!(
     XBZRLE_REPLACEMENT_FREQUENCY,
 );
 c_enum!(xbzrle_admission: XBZRLE_ADMIT_ALWAYS, XBZRLE_ADMIT_AFTER_BULK, XBZRLE_ADMIT_FREQUENCY);
+
+/// `ways` of a default configuration: the recommended set-associative cache, for a caller that
+/// changes only `cache_kind`.
+pub(crate) const DEFAULT_WAYS: u32 = 16;
+
+/// `replacement` of a default configuration (see [`DEFAULT_WAYS`]).
+pub(crate) const DEFAULT_REPLACEMENT: xbzrle_replacement =
+    xbzrle_replacement::XBZRLE_REPLACEMENT_FREQUENCY;
 
 /// The cache organisation of a C configuration's `cache_kind`, `ways` and `replacement`.
 pub(crate) fn cache_kind(kind: u32, ways: u32, replacement: u32) -> Status<CacheKind> {

@@ -1,8 +1,9 @@
 //! C ABI for the xbzrle codec and policy layer: `libxbzrle.so`, `libxbzrle.a` and
 //! `include/xbzrle.h` (generated from this crate by cbindgen; see `tests/header.rs`).
 //!
-//! Every entry point checks its pointers for NULL, runs inside a panic boundary and
-//! reports errors as [`xbzrle_status`] codes (QEMU's drop-in functions return -1).
+//! Every entry point checks its pointers for NULL, reports errors as [`xbzrle_status`] codes
+//! (QEMU's drop-in functions return -1) and, unless it cannot panic (the version, status-text
+//! and bound functions), runs inside a panic boundary.
 
 mod codec;
 mod ffi;

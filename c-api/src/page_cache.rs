@@ -4,13 +4,15 @@
 //! Keys are guest addresses, as in QEMU (a multiple of the page size; page number = address
 //! / page size). Ages are QEMU's dirty-sync counts.
 
+use std::ffi::c_int;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 
-use xbzrle_policy::PageCache;
+use xbzrle::PageSource;
+use xbzrle_policy::{PageCache, SenderConfig};
 
-use crate::ffi::{self, Status, Versioned};
-use crate::kinds::{cache_kind, xbzrle_cache_kind, xbzrle_replacement};
+use crate::ffi::{self, Status, Versioned, VersionedInput};
+use crate::kinds::{DEFAULT_REPLACEMENT, DEFAULT_WAYS, cache_kind, xbzrle_cache_kind};
 use crate::status::xbzrle_status::{self, *};
 
 /// Page-cache configuration. Fill it with `xbzrle_page_cache_config_default`, then change
@@ -77,27 +79,31 @@ pub struct xbzrle_page_cache {
     poisoned: bool,
 }
 
-// SAFETY: `#[repr(C)]`, `struct_size` first, and every field an integer (any byte pattern
-// is valid).
+// SAFETY: `#[repr(C)]` with `struct_size` first.
 unsafe impl Versioned for xbzrle_page_cache_config {
     const FIRST_SIZE: usize = size_of::<Self>();
 }
 
-// SAFETY: `#[repr(C)]` with `struct_size` first; it is only written, never read from C.
+// SAFETY: every field is an integer (any byte pattern is valid).
+unsafe impl VersionedInput for xbzrle_page_cache_config {}
+
+// SAFETY: `#[repr(C)]` with `struct_size` first (only written, never read from C).
 unsafe impl Versioned for xbzrle_page_cache_info {
     const FIRST_SIZE: usize = size_of::<Self>();
 }
 
 impl xbzrle_page_cache_config {
-    /// The defaults (see `xbzrle_page_cache_config_default`).
+    /// The defaults (see `xbzrle_page_cache_config_default`): the sender's page size and
+    /// budget, QEMU's.
     fn defaults() -> Self {
+        let sender = SenderConfig::default();
         Self {
             struct_size: size_of::<Self>(),
-            page_size: 4096,
-            cache_bytes: 64 << 20,
+            page_size: sender.page_size,
+            cache_bytes: sender.cache_bytes,
             cache_kind: xbzrle_cache_kind::XBZRLE_CACHE_DIRECT_MAPPED as u32,
-            ways: 16,
-            replacement: xbzrle_replacement::XBZRLE_REPLACEMENT_FREQUENCY as u32,
+            ways: DEFAULT_WAYS,
+            replacement: DEFAULT_REPLACEMENT as u32,
         }
     }
 }
@@ -105,9 +111,12 @@ impl xbzrle_page_cache_config {
 impl xbzrle_page_cache {
     fn new(c: &xbzrle_page_cache_config) -> Status<Self> {
         let kind = cache_kind(c.cache_kind, c.ways, c.replacement)?;
-        if c.cache_bytes < c.page_size as u64 || isize::try_from(c.cache_bytes).is_err() {
-            return Err(XBZRLE_ERR_INVALID_ARGUMENT);
-        }
+        // The sender's cache settings, checked by the sender's rules.
+        SenderConfig::default()
+            .with_page_size(c.page_size)
+            .with_cache_bytes(c.cache_bytes)
+            .with_cache(kind)
+            .validate()?;
         let cache = kind.build(c.page_size, c.cache_bytes)?;
         Ok(Self {
             cache,
@@ -166,13 +175,15 @@ pub unsafe extern "C" fn xbzrle_page_cache_config_default(
 /// Creates an empty page cache (QEMU's `cache_init`). Its metadata is allocated now, its
 /// page data at the first insertion. On `XBZRLE_OK`, `*out` is a new handle the caller owns
 /// and must release with `xbzrle_page_cache_free`; on error `*out` is NULL. Errors:
-/// `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (page size 0 or above UINT32_MAX, a
-/// budget below one page or above PTRDIFF_MAX, an unknown kind or replacement, 0 ways),
-/// `XBZRLE_ERR_NO_MEMORY`. Thread-safe.
+/// `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (`config->struct_size` below the first
+/// version's size, page size 0 or above UINT32_MAX, a budget below one page or above
+/// PTRDIFF_MAX, an unknown kind or replacement, 0 ways), `XBZRLE_ERR_NO_MEMORY`.
+/// `config->struct_size` (set by `xbzrle_page_cache_config_default`) says how many bytes of
+/// `*config` are read; fields beyond it take their defaults. Thread-safe.
 ///
 /// # Safety
-/// `config` must be NULL or point to a readable `xbzrle_page_cache_config`; `out` NULL or
-/// valid for a write of one pointer.
+/// `config` must be NULL or readable for `config->struct_size` bytes; `out` NULL or valid
+/// for a write of one pointer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn xbzrle_page_cache_new(
     config: *const xbzrle_page_cache_config,
@@ -221,13 +232,13 @@ pub unsafe extern "C" fn xbzrle_page_cache_is_cached(
     cache: *mut xbzrle_page_cache,
     addr: u64,
     current_age: u64,
-    cached: *mut i32,
+    cached: *mut c_int,
 ) -> xbzrle_status {
     let lookup = |c: &mut xbzrle_page_cache| {
         ffi::non_null(cached)?;
         let hit = c.cache.hit(c.page(addr)?, current_age).is_some();
         // SAFETY: the caller guarantees `cached` is NULL or writable.
-        unsafe { ffi::write(cached, i32::from(hit)) }
+        unsafe { ffi::write(cached, c_int::from(hit)) }
     };
     // SAFETY: forwarded contract.
     unsafe { with_cache(cache, lookup) }
@@ -277,6 +288,10 @@ pub unsafe extern "C" fn xbzrle_page_cache_get(
 ///
 /// Not thread-safe: calls on one cache must not overlap.
 ///
+/// `page` may be guest memory that vCPUs write during the call (QEMU passes guest RAM): each
+/// byte is read once, and the cached copy holds what was read, which `*copy` then points to
+/// (QEMU sends that copy).
+///
 /// # Safety
 /// `cache` must be NULL or a live handle; `page` NULL or readable for `len` bytes and not
 /// inside this cache's page data; `copy` NULL or valid for a write of one pointer.
@@ -292,19 +307,23 @@ pub unsafe extern "C" fn xbzrle_page_cache_insert(
     let insert = |c: &mut xbzrle_page_cache| {
         ffi::non_null(copy)?;
         // SAFETY: the caller guarantees `page` is NULL or readable for `len` bytes, not
-        // inside the cache's page data (written below).
-        let bytes = unsafe { ffi::borrow(page, len) }?;
+        // inside the cache's page data (written below); vCPUs may write it meanwhile.
+        let source = unsafe { ffi::borrow_live(page, len) }?;
         let number = c.page(addr)?;
         if len != c.cache.page_size() {
             return Err(XBZRLE_ERR_INVALID_ARGUMENT);
         }
-        let cached = if c.cache.insert(number, bytes, current_age) {
-            c.cache
-                .get_mut(number)
-                .map_or(ptr::null_mut(), <[u8]>::as_mut_ptr)
+        // The slot is claimed as zeros (in place, same replacement rule), then the guest
+        // page is read into it once: `page` is never seen through a Rust reference.
+        let slot = if c.cache.insert_zero(number, current_age) {
+            c.cache.get_mut(number)
         } else {
-            ptr::null_mut()
+            None
         };
+        let cached = slot.map_or(ptr::null_mut(), |slot| {
+            source.read(0, slot);
+            slot.as_mut_ptr()
+        });
         // SAFETY: the caller guarantees `copy` is NULL or writable.
         unsafe { ffi::write(copy, cached) }
     };

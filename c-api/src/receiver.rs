@@ -3,6 +3,7 @@
 use xbzrle_policy::{ReceiveError, Receiver, Record};
 
 use crate::ffi::{self, Status};
+use crate::kinds::unknown_variant;
 use crate::status::xbzrle_status::{self, *};
 
 /// An opaque receiver: applies the sender's records to destination pages. Stateless apart
@@ -18,7 +19,7 @@ impl From<ReceiveError> for xbzrle_status {
             ReceiveError::Delta(_) => XBZRLE_ERR_INVALID_DELTA,
             ReceiveError::WrongPageSize { .. } => XBZRLE_ERR_INVALID_ARGUMENT,
             ReceiveError::PageOutOfRange { .. } => XBZRLE_ERR_PAGE_OUT_OF_RANGE,
-            _ => XBZRLE_ERR_INVALID_RECORD,
+            other => unknown_variant(other),
         }
     }
 }
@@ -170,14 +171,23 @@ pub unsafe extern "C" fn xbzrle_receiver_apply_record(
     ffi::call(|| {
         // SAFETY: forwarded contract.
         let (receiver, bytes) = unsafe { inputs(receiver, record, record_len) }?;
-        // SAFETY: the caller guarantees `memory` is NULL or readable and writable for
-        // `memory_len` bytes, not overlapping `record`.
-        let memory = unsafe { ffi::borrow_mut(memory, memory_len) }?;
-        let applied = receiver.apply_record(bytes, memory)?;
+        ffi::non_null(memory)?;
+        let (parsed, len) =
+            Record::parse(bytes, receiver.page_size()).map_err(|_| XBZRLE_ERR_INVALID_RECORD)?;
+        // Only the record's page is borrowed: other threads may be writing other pages of
+        // the same memory.
+        let start = receiver.page_offset(parsed.page, memory_len)?;
+        // SAFETY: `start + page_size <= memory_len` (checked above), so the pointer stays
+        // inside the caller's `memory_len` bytes.
+        let dest = unsafe { memory.add(start) };
+        // SAFETY: these `page_size` bytes are readable and writable (caller's contract) and no
+        // other call accesses this page meanwhile (the thread-safety rule above).
+        let dest = unsafe { ffi::borrow_mut(dest, receiver.page_size()) }?;
+        receiver.apply(&parsed.body, dest)?;
         // SAFETY: the caller guarantees `page` is NULL or writable.
-        unsafe { ffi::write_optional(page, applied.page) };
+        unsafe { ffi::write_optional(page, parsed.page) };
         // SAFETY: the caller guarantees `consumed` is NULL or writable.
-        unsafe { ffi::write_optional(consumed, applied.consumed) };
+        unsafe { ffi::write_optional(consumed, len) };
         Ok(())
     })
 }

@@ -4,14 +4,12 @@ use std::ffi::{c_int, c_void};
 use std::ops::ControlFlow;
 
 use xbzrle_policy::wire::ZERO_RECORD_LEN;
-use xbzrle_policy::{
-    Action, ConfigError, RawReason, SaveError, Sender, SenderConfig, SenderStats, Sent,
-};
+use xbzrle_policy::{Action, RawReason, SaveError, Sender, SenderConfig, SenderStats, Sent};
 
-use crate::ffi::{self, Status, Versioned};
+use crate::ffi::{self, Status, Versioned, VersionedInput};
 use crate::kinds::{
-    admission, cache_kind, unknown_variant, xbzrle_action, xbzrle_admission, xbzrle_cache_kind,
-    xbzrle_raw_reason, xbzrle_replacement, xbzrle_stage,
+    DEFAULT_REPLACEMENT, DEFAULT_WAYS, admission, cache_kind, unknown_variant, xbzrle_action,
+    xbzrle_admission, xbzrle_cache_kind, xbzrle_raw_reason, xbzrle_stage,
 };
 use crate::status::xbzrle_status::{self, *};
 
@@ -117,13 +115,15 @@ pub struct xbzrle_sender_stats {
     pub cache_allocated_bytes: usize,
 }
 
-// SAFETY: `#[repr(C)]`, `struct_size` first, and every field an integer (any byte pattern
-// is valid).
+// SAFETY: `#[repr(C)]` with `struct_size` first.
 unsafe impl Versioned for xbzrle_sender_config {
     const FIRST_SIZE: usize = size_of::<Self>();
 }
 
-// SAFETY: `#[repr(C)]` with `struct_size` first; it is only written, never read from C.
+// SAFETY: every field is an integer (any byte pattern is valid).
+unsafe impl VersionedInput for xbzrle_sender_config {}
+
+// SAFETY: `#[repr(C)]` with `struct_size` first (only written, never read from C).
 unsafe impl Versioned for xbzrle_sender_stats {
     const FIRST_SIZE: usize = size_of::<Self>();
 }
@@ -138,8 +138,8 @@ impl xbzrle_sender_config {
             page_size: d.page_size,
             cache_bytes: d.cache_bytes,
             cache_kind: xbzrle_cache_kind::XBZRLE_CACHE_DIRECT_MAPPED as u32,
-            ways: 16,
-            replacement: xbzrle_replacement::XBZRLE_REPLACEMENT_FREQUENCY as u32,
+            ways: DEFAULT_WAYS,
+            replacement: DEFAULT_REPLACEMENT as u32,
             admission: xbzrle_admission::XBZRLE_ADMIT_AFTER_BULK as u32,
             admission_min_passes: 2,
             admission_counters: 1 << 20,
@@ -229,22 +229,13 @@ unsafe fn sender<'a>(sender: *const xbzrle_sender) -> Status<&'a Sender> {
 #[allow(non_camel_case_types)]
 pub struct xbzrle_sender(Sender);
 
-impl From<ConfigError> for xbzrle_status {
-    fn from(e: ConfigError) -> Self {
-        match e {
-            ConfigError::OutOfMemory { .. } => XBZRLE_ERR_NO_MEMORY,
-            _ => XBZRLE_ERR_INVALID_ARGUMENT,
-        }
-    }
-}
-
 impl From<SaveError> for xbzrle_status {
     fn from(e: SaveError) -> Self {
         match e {
             SaveError::WrongPageSize { .. } => XBZRLE_ERR_INVALID_ARGUMENT,
             SaveError::OutputTooSmall { .. } => XBZRLE_ERR_OVERFLOW,
             SaveError::Poisoned => XBZRLE_ERR_POISONED,
-            _ => XBZRLE_ERR_PANIC,
+            other => unknown_variant(other),
         }
     }
 }
@@ -402,9 +393,11 @@ pub unsafe extern "C" fn xbzrle_sender_start_last_stage(
 ///
 /// Errors: `XBZRLE_ERR_NULL`, `XBZRLE_ERR_INVALID_ARGUMENT` (below one page or above
 /// PTRDIFF_MAX), `XBZRLE_ERR_NO_MEMORY` (the memory for the new size cannot be allocated).
-/// On error the budget is unchanged and so are the cached pages (with several shards, a
-/// shard resized before the failure is resized back and may have dropped pages that did
-/// not fit the other size). Thread-safe (call it between passes).
+/// On error the budget is unchanged: with several shards, a shard resized before the
+/// failure is resized back (it may have dropped pages that did not fit the other size);
+/// should even that allocation fail, that shard keeps the new budget, so the page data stays
+/// within the larger of the two budgets and the cache still matches the receiver.
+/// Thread-safe (call it between passes).
 ///
 /// # Safety
 /// `sender` must be NULL or a live handle from `xbzrle_sender_new`.
@@ -510,13 +503,15 @@ pub type xbzrle_record_fn = Option<
 /// (`out_cap` >= `xbzrle_sender_max_record_len`) and calling `emit(opaque, page, &sent,
 /// out)` before the next page, but while it encodes a page it has the CPU load the next page
 /// and its cached copy, so that at guest-RAM scale memory latency overlaps the work.
-/// `*saved` (optional) is the number of pages saved, also on error: on an error the pages
-/// before the failing one were saved and emitted, that one and those after it were not;
-/// when `emit` returns nonzero the batch stops after that page, with `XBZRLE_OK`.
+/// `*saved` (optional) is the number of pages saved, also on error; when `emit` returns
+/// nonzero the batch stops after that page, with `XBZRLE_OK`.
 ///
-/// Errors: `XBZRLE_ERR_NULL` (`sender`, `out` or `emit` NULL, or `pages`/`data` NULL with
-/// `count` > 0, or a NULL `data[i]`), and those of `xbzrle_sender_save_page`. Thread-safe
-/// under the contract of `xbzrle_sender_save_page`.
+/// Errors: the arguments are checked before any page is saved (`*saved` = 0):
+/// `XBZRLE_ERR_NULL` (`sender`, `out` or `emit` NULL, or `pages`/`data` NULL with `count` >
+/// 0, or a NULL `data[i]`), `XBZRLE_ERR_INVALID_ARGUMENT` (`data_len` or `out_cap` above
+/// PTRDIFF_MAX). Then the errors of `xbzrle_sender_save_page` for a page: the pages before
+/// it were saved and emitted, that one and those after it were not. Thread-safe under the
+/// contract of `xbzrle_sender_save_page`.
 ///
 /// # Safety
 /// `sender` must be NULL or a live handle; `pages` and `data` NULL or valid for reads of

@@ -2,6 +2,8 @@
 
 use std::ffi::{CStr, c_char, c_int};
 
+use xbzrle_policy::ConfigError;
+
 /// Result of a native (non-QEMU) entry point: `XBZRLE_OK` (0) or a negative error code.
 ///
 /// The values are stable: codes are only ever added, never renumbered.
@@ -24,8 +26,9 @@ pub enum xbzrle_status {
     /// An internal error (a caught panic). A handle involved may now report
     /// `XBZRLE_ERR_POISONED`; it can still be freed.
     XBZRLE_ERR_PANIC = -6,
-    /// The sender's cache was left inconsistent by an earlier internal error; the migration
-    /// must restart with a new sender (free this one).
+    /// A cache was left inconsistent by an earlier internal error: the page cache, or the
+    /// sender's cache shard of this page. The migration must restart with a new object (free
+    /// this one).
     XBZRLE_ERR_POISONED = -7,
     /// The record's page lies outside the destination memory; nothing was written.
     XBZRLE_ERR_PAGE_OUT_OF_RANGE = -8,
@@ -63,11 +66,24 @@ impl xbzrle_status {
             XBZRLE_ERR_INVALID_DELTA => c"the delta is malformed or does not fit the page",
             XBZRLE_ERR_INVALID_RECORD => c"the wire record is malformed",
             XBZRLE_ERR_PANIC => c"internal error (caught panic)",
-            XBZRLE_ERR_POISONED => c"the sender is unusable after an internal error; free it",
+            XBZRLE_ERR_POISONED => {
+                c"a cache is unusable after an internal error; free its sender or page cache"
+            }
             XBZRLE_ERR_PAGE_OUT_OF_RANGE => {
                 c"the record's page lies outside the destination memory"
             }
             XBZRLE_ERR_NO_MEMORY => c"not enough memory for the requested sizes",
+        }
+    }
+}
+
+/// A configuration the policy crate refused: out of memory, or an invalid argument (every other
+/// variant is a value outside its range).
+impl From<ConfigError> for xbzrle_status {
+    fn from(e: ConfigError) -> Self {
+        match e {
+            ConfigError::OutOfMemory { .. } => XBZRLE_ERR_NO_MEMORY,
+            _ => XBZRLE_ERR_INVALID_ARGUMENT,
         }
     }
 }

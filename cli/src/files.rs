@@ -12,10 +12,11 @@
 //! * a dangling symbolic link, a folder, a block device or a socket: refused.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use serde::Serialize;
 
 /// The path that means standard input (for an input) or standard output (for an output).
 const STDIO: &str = "-";
@@ -106,6 +107,19 @@ enum Sink {
     },
 }
 
+impl Sink {
+    /// Moves `n` bytes forward, leaving a hole (read as zeros), if the sink is a file being
+    /// created; false if it cannot seek.
+    fn skip(&mut self, n: u64) -> io::Result<bool> {
+        let Self::Replacing { temp, .. } = self else {
+            return Ok(false);
+        };
+        let n = i64::try_from(n).map_err(|_| io::Error::other("hole too large"))?;
+        temp.as_file_mut().seek(SeekFrom::Current(n))?;
+        Ok(true)
+    }
+}
+
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
@@ -174,6 +188,33 @@ impl Output {
         Ok(())
     }
 
+    /// Appends `n` zero bytes: a hole in a new or replacing file (no disk space where the
+    /// file system has sparse files), written out to standard output, devices and FIFOs.
+    pub(crate) fn write_zeros(&mut self, n: u64) -> anyhow::Result<()> {
+        static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
+        let name = &self.name;
+        self.writer
+            .flush()
+            .with_context(|| format!("writing {name}"))?;
+        if !self
+            .writer
+            .get_mut()
+            .skip(n)
+            .with_context(|| format!("writing {name}"))?
+        {
+            let mut left = n;
+            while left > 0 {
+                let chunk = left.min(ZEROS.len() as u64) as usize;
+                self.writer
+                    .write_all(&ZEROS[..chunk])
+                    .with_context(|| format!("writing {name}"))?;
+                left -= chunk as u64;
+            }
+        }
+        self.written += n;
+        Ok(())
+    }
+
     /// Flushes everything; a new or replacing file is synced to disk and renamed into place.
     pub(crate) fn finish(self) -> anyhow::Result<()> {
         let name = self.name;
@@ -186,8 +227,10 @@ impl Output {
             Sink::Stdout(mut out) => out.flush().with_context(|| format!("writing {name}")),
             Sink::InPlace(mut file) => file.flush().with_context(|| format!("writing {name}")),
             Sink::Replacing { temp, path } => {
+                // Holes at the end (`write_zeros`) are not in the file until its length says so.
                 temp.as_file()
-                    .sync_all()
+                    .set_len(self.written)
+                    .and_then(|()| temp.as_file().sync_all())
                     .with_context(|| format!("writing {}", temp.path().display()))?;
                 temp.persist(&path).map_err(|e| e.error).with_context(|| {
                     format!("renaming the temporary file to {}", path.display())
@@ -196,6 +239,38 @@ impl Output {
             }
         }
     }
+}
+
+/// The bytes are counted as [`Output::written`]; errors do not name the file (prefer
+/// [`Output::write_all`] where no other writer needs an [`io::Write`]).
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.writer.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// Writes `bytes` to `path` (`-`: standard output) as an [`Output`]: an existing regular
+/// file is replaced only if `force`. Says `wrote PATH` on standard error for a file.
+pub(crate) fn write_file(path: &Path, force: bool, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = Output::create(path, force)?;
+    out.write_all(bytes)?;
+    out.finish()?;
+    if !is_stdio(path) {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Writes `value` as pretty JSON with [`write_file`].
+pub(crate) fn write_json(path: &Path, force: bool, value: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    write_file(path, force, (text + "\n").as_bytes())
 }
 
 /// The sink for a file path: see the module documentation.
@@ -306,8 +381,12 @@ fn describe(meta: &fs::Metadata) -> &'static str {
 }
 
 /// Fails early, before a long run, when `path` cannot be an output file written at the end
-/// (its folder is missing, or it is a folder). `flag` names the option in the message.
-pub(crate) fn check_output_path(path: &Path, flag: &str) -> anyhow::Result<()> {
+/// (its folder is missing, it is a folder, or it is a regular file and not `force`). `flag`
+/// names the option in the message.
+pub(crate) fn check_output_path(path: &Path, flag: &str, force: bool) -> anyhow::Result<()> {
+    if is_stdio(path) {
+        return Ok(());
+    }
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -319,8 +398,12 @@ pub(crate) fn check_output_path(path: &Path, flag: &str) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
-        bail!("{flag} {}: that is a folder", path.display());
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => bail!("{flag} {}: that is a folder", path.display()),
+        Ok(meta) if meta.is_file() && !force => bail!(
+            "{flag} {}: already exists: add --force to replace it",
+            path.display()
+        ),
+        _ => Ok(()),
     }
-    Ok(())
 }

@@ -217,6 +217,8 @@ fn quick_run_prints_the_table_and_writes_the_json() {
 fn pipeline_run_on_tiny_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("pipeline.json");
+    // An existing file is replaced with --force.
+    std::fs::write(&json, "old").unwrap();
     let out = xbzrle(&[
         "bench",
         "--pipeline",
@@ -230,6 +232,7 @@ fn pipeline_run_on_tiny_sizes() {
         "1",
         "--json",
         json.to_str().unwrap(),
+        "--force",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);

@@ -314,10 +314,15 @@ fn json_paths_are_checked_before_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-folder").join("run.json");
     let folder = dir.path().to_str().unwrap();
+    let existing = dir.path().join("old.json");
+    std::fs::write(&existing, "old").unwrap();
+    let existing = existing.to_str().unwrap();
     for (command, path, expected) in [
         ("simulate", missing.to_str().unwrap(), "does not exist"),
         ("simulate", folder, "is a folder"),
+        ("simulate", existing, "already exists: add --force"),
         ("bench", missing.to_str().unwrap(), "does not exist"),
+        ("bench", existing, "already exists: add --force"),
     ] {
         // The default simulation takes far longer than the test allows if it runs.
         let started = std::time::Instant::now();
@@ -331,10 +336,19 @@ fn json_paths_are_checked_before_the_run() {
         assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
         assert!(started.elapsed().as_secs() < 10);
     }
+    assert_eq!(std::fs::read_to_string(existing).unwrap(), "old");
     let plot = dir.path().join("no-such-folder").join("run.svg");
     let out = xbzrle(&["simulate", "--plot", plot.to_str().unwrap()]);
     assert!(
         text(&out.stderr).contains("does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+    let plot = dir.path().join("old.svg");
+    std::fs::write(&plot, "old").unwrap();
+    let out = xbzrle(&["simulate", "--plot", plot.to_str().unwrap()]);
+    assert!(
+        text(&out.stderr).contains("already exists: add --force"),
         "{}",
         text(&out.stderr)
     );

@@ -164,13 +164,27 @@ fn verify_rebuilds_ram_and_checks_every_delta() {
     // A valid but non-canonical delta: the RAM is still right, verify fails.
     let (stream, guest) = migration(true);
     std::fs::write(&file, &stream).unwrap();
-    let out = xbzrle(&[
-        "stream",
-        "verify",
-        file.to_str().unwrap(),
-        "--dump-ram",
-        ram.to_str().unwrap(),
-    ]);
+    let dump = |force: &[&str]| {
+        let mut args = vec![
+            "stream",
+            "verify",
+            file.to_str().unwrap(),
+            "--dump-ram",
+            ram.to_str().unwrap(),
+        ];
+        args.extend_from_slice(force);
+        xbzrle(&args)
+    };
+    // The dump of the first run is there: refused before reading, without --force.
+    let out = dump(&[]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--dump-ram") && err.contains("add --force"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    let out = dump(&["--force"]);
     assert!(!out.status.success());
     assert!(
         text(&out.stdout).contains("95 / 96"),
@@ -286,4 +300,307 @@ fn malformed_streams_are_errors_with_the_offset() {
         "nope",
     ]);
     assert!(text(&out.stderr).contains("unknown policy"));
+}
+
+/// A stream of RAM blocks `(name, length)` with `pages` written as `(block, offset, fill)`
+/// PAGE records in one PART section, then END; `xbzrle` records `(block, offset, delta)`
+/// in the END section. Returns the stream and the length of every XBZRLE record.
+fn blocks_stream(
+    blocks: &[(&str, u64)],
+    pages: &[(usize, u64, u8)],
+    xbzrle: &[(usize, u64, &[u8])],
+) -> (Vec<u8>, Vec<u64>) {
+    let mut w = StreamWriter::new(Vec::new());
+    w.header().unwrap();
+    w.begin_section(&section(SectionKind::Start)).unwrap();
+    let infos: Vec<BlockInfo> = blocks
+        .iter()
+        .map(|&(name, len)| BlockInfo {
+            name: name.into(),
+            len,
+            mr_addr: None,
+        })
+        .collect();
+    w.mem_size(PAGE, &infos).unwrap();
+    w.end_section(true).unwrap();
+    w.begin_section(&section(SectionKind::Part)).unwrap();
+    for &(block, offset, fill) in pages {
+        w.page(block, offset, &[fill; PAGE]).unwrap();
+    }
+    w.end_section(true).unwrap();
+    w.begin_section(&section(SectionKind::End)).unwrap();
+    let lens = xbzrle
+        .iter()
+        .map(|&(block, offset, delta)| w.xbzrle_page(block, offset, delta).unwrap())
+        .collect();
+    w.end_section(true).unwrap();
+    w.raw(&[0x00]).unwrap();
+    (w.finish().unwrap(), lens)
+}
+
+#[test]
+fn xbzrle_bytes_count_what_qemu_counts() {
+    // Records alternating between two blocks name their block, which QEMU 7.2 counts in
+    // `xbzrle-cache.bytes` (the whole record but its 8-byte header).
+    let deltas: [(usize, u64, &[u8]); 4] = [
+        (0, 0, b"\x00\x01\x09"),
+        (1, 0, b"\x05\x02ab"),
+        (1, 4096, b"\x00\x01\x07"),
+        (0, 4096, b"\x10\x01\x01"),
+    ];
+    let (stream, lens) = blocks_stream(
+        &[("pc.ram", 2 * PAGE as u64), ("pc.rom", 2 * PAGE as u64)],
+        &[(0, 0, 1), (0, 4096, 1), (1, 0, 2), (1, 4096, 2)],
+        &deltas,
+    );
+    let qemu: u64 = lens.iter().map(|len| len - 8).sum();
+    let deltas_plus_3: u64 = deltas.iter().map(|d| d.2.len() as u64 + 3).sum();
+    assert_ne!(qemu, deltas_plus_3, "the records name their blocks");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.stream");
+    std::fs::write(&file, &stream).unwrap();
+    let v: Value = serde_json::from_str(&ok(&[
+        "stream",
+        "inspect",
+        file.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(v["total"]["xbzrle"], 4);
+    assert_eq!(v["total"]["xbzrle_bytes"], qemu);
+    assert_eq!(v["last_stage"]["xbzrle_bytes"], qemu);
+}
+
+#[test]
+fn max_ram_refuses_larger_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.stream");
+    let fails_with = |args: &[&str], expected: &str| {
+        let out = xbzrle(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    };
+    // 2 GiB announced, nothing written: refused under --max-ram 1G.
+    let (stream, _) = blocks_stream(&[("pc.ram", 2 << 30)], &[], &[]);
+    std::fs::write(&file, &stream).unwrap();
+    let path = file.to_str().unwrap();
+    let out = dir.path().join("out.stream");
+    let out = out.to_str().unwrap();
+    for args in [
+        &["stream", "inspect", path, "--max-ram", "1G"][..],
+        &["stream", "verify", path, "--max-ram", "1G"],
+        &["stream", "rewrite", path, out, "--max-ram", "1GiB"],
+    ] {
+        fails_with(
+            args,
+            "announces more RAM than --max-ram allows: at byte 25: MEM_SIZE announces \
+             2147483648 bytes of RAM, above the limit of 1073741824",
+        );
+    }
+    assert!(!Path::new(out).exists());
+    ok(&["stream", "inspect", path, "--max-ram", "2G"]);
+    // A 60-byte stream announcing 1 TiB: refused by default (64 GiB), before any hashing.
+    let (stream, _) = blocks_stream(&[("pc.ram", 1 << 40)], &[], &[]);
+    std::fs::write(&file, &stream).unwrap();
+    fails_with(
+        &[
+            "stream",
+            "verify",
+            path,
+            "--dump-ram",
+            dir.path().to_str().unwrap(),
+        ],
+        "above the limit of 68719476736",
+    );
+    let out = xbzrle(&["stream", "inspect", path, "--max-ram", "1X"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(
+        text(&out.stderr).contains("size suffix"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn verify_dumps_unwritten_ram_as_holes() {
+    use std::os::unix::fs::MetadataExt;
+    // 32 MiB announced, one page written in its last 2 MiB.
+    let len = 32u64 << 20;
+    let last = len - PAGE as u64;
+    let (stream, _) = blocks_stream(&[("pc.ram", len)], &[(0, last, 0xab)], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.stream");
+    std::fs::write(&file, &stream).unwrap();
+    let ram = dir.path().join("ram");
+    let report = dir.path().join("v.json");
+    ok(&[
+        "stream",
+        "verify",
+        file.to_str().unwrap(),
+        "--dump-ram",
+        ram.to_str().unwrap(),
+        "--json",
+        report.to_str().unwrap(),
+    ]);
+    let mut guest = vec![0u8; len as usize];
+    guest[last as usize..].fill(0xab);
+    let dump = ram.join("pc.ram");
+    assert_eq!(std::fs::read(&dump).unwrap(), guest);
+    assert_eq!(json(&report)["blocks"][0]["sha256"], sha256(&guest));
+    // The 15 chunks never written take no disk space: the file holds about one chunk.
+    let on_disk = std::fs::metadata(&dump).unwrap().blocks() * 512;
+    assert!(on_disk <= 4 << 20, "{on_disk} bytes on disk");
+}
+
+#[test]
+fn dumps_of_blocks_never_share_a_file() {
+    // `/rom@etc/x` and `_rom@etc_x` were both `_rom@etc_x`; `..` was the folder's parent.
+    let names = ["/rom@etc/x", "_rom@etc_x", "..", "100%/x", "pc.ram"];
+    let files = [
+        "%2From@etc%2Fx",
+        "_rom@etc_x",
+        "%2E%2E",
+        "100%25%2Fx",
+        "pc.ram",
+    ];
+    let blocks: Vec<(&str, u64)> = names.iter().map(|&n| (n, PAGE as u64)).collect();
+    let pages: Vec<(usize, u64, u8)> = (0..names.len()).map(|b| (b, 0, b as u8 + 1)).collect();
+    let (stream, _) = blocks_stream(&blocks, &pages, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.stream");
+    std::fs::write(&file, &stream).unwrap();
+    let ram = dir.path().join("ram");
+    let args = [
+        "stream",
+        "verify",
+        file.to_str().unwrap(),
+        "--dump-ram",
+        ram.to_str().unwrap(),
+    ];
+    ok(&args);
+    let mut written: Vec<String> = std::fs::read_dir(&ram)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    written.sort();
+    let mut expected = files.map(String::from).to_vec();
+    expected.sort();
+    assert_eq!(written, expected);
+    for (block, name) in files.iter().enumerate() {
+        assert_eq!(
+            std::fs::read(ram.join(name)).unwrap(),
+            vec![block as u8 + 1; PAGE],
+            "{name}"
+        );
+    }
+    // Existing dumps are replaced only with --force.
+    let out = xbzrle(&args);
+    assert!(
+        text(&out.stderr).contains("add --force"),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(&[&args[..], &["--force"]].concat());
+}
+
+#[test]
+fn rewrite_replaces_only_with_force_and_only_when_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stream, guest) = migration(false);
+    let input = dir.path().join("in.stream");
+    std::fs::write(&input, &stream).unwrap();
+    let input = input.to_str().unwrap();
+    let other = dir.path().join("other.stream");
+    let other = other.to_str().unwrap();
+    ok(&["stream", "rewrite", input, other, "--policy", "qemu"]);
+    let rewritten = std::fs::read(other).unwrap();
+    assert_ne!(rewritten, stream);
+
+    // An existing OUT, IN itself included, needs --force; IN is left as it was.
+    for out in [other, input] {
+        let run = xbzrle(&["stream", "rewrite", input, out, "--policy", "qemu"]);
+        assert_eq!(run.status.code(), Some(1));
+        let err = text(&run.stderr);
+        assert!(err.contains("already exists: add --force"), "{err}");
+    }
+    assert_eq!(std::fs::read(input).unwrap(), stream);
+    // With --force, IN is replaced once it has been read to the end.
+    ok(&[
+        "stream", "rewrite", input, input, "--policy", "qemu", "--force",
+    ]);
+    assert_eq!(std::fs::read(input).unwrap(), rewritten);
+    let ram = dir.path().join("ram");
+    ok(&[
+        "stream",
+        "verify",
+        input,
+        "--dump-ram",
+        ram.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(ram.join("pc.ram")).unwrap(), guest);
+
+    // A stream that fails half-way leaves no OUT, and an existing one untouched.
+    let cut = dir.path().join("cut.stream");
+    std::fs::write(&cut, &stream[..stream.len() / 2]).unwrap();
+    let cut = cut.to_str().unwrap();
+    let new = dir.path().join("new.stream");
+    for (out, force) in [(new.to_str().unwrap(), false), (other, true)] {
+        let mut args = vec!["stream", "rewrite", cut, out];
+        if force {
+            args.push("--force");
+        }
+        let run = xbzrle(&args);
+        assert_eq!(run.status.code(), Some(1));
+    }
+    assert!(!new.exists());
+    assert_eq!(std::fs::read(other).unwrap(), rewritten);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with(".xbzrle-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // OUT cannot be standard output: the report goes there.
+    let run = xbzrle(&["stream", "rewrite", input, "-"]);
+    assert!(
+        text(&run.stderr).contains("OUT cannot be `-`"),
+        "{}",
+        text(&run.stderr)
+    );
+}
+
+#[test]
+fn json_files_are_replaced_only_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stream, _) = migration(false);
+    let file = dir.path().join("m.stream");
+    std::fs::write(&file, &stream).unwrap();
+    let file = file.to_str().unwrap();
+    let report = dir.path().join("r.json");
+    std::fs::write(&report, "old").unwrap();
+    let report = report.to_str().unwrap();
+    let out = dir.path().join("out.stream");
+    let out = out.to_str().unwrap();
+    for command in [
+        &["stream", "inspect", file, "--json", report][..],
+        &["stream", "verify", file, "--json", report],
+        &["stream", "rewrite", file, out, "--json", report],
+    ] {
+        // Refused before reading the stream: nothing printed, nothing written.
+        let run = xbzrle(command);
+        assert_eq!(run.status.code(), Some(1), "{command:?}");
+        let err = text(&run.stderr);
+        assert!(
+            err.contains(&format!("--json {report}: already exists: add --force")),
+            "{err}"
+        );
+        assert!(run.stdout.is_empty(), "{}", text(&run.stdout));
+        assert!(!Path::new(out).exists());
+        assert_eq!(std::fs::read_to_string(report).unwrap(), "old");
+        ok(&[command, &["--force"]].concat());
+        assert!(json(Path::new(report)).is_object(), "{command:?}");
+        std::fs::write(report, "old").unwrap();
+        let _ = std::fs::remove_file(out);
+    }
 }

@@ -27,7 +27,8 @@ pub const fn max_delta_len(page_len: usize) -> usize {
     if page_len == 0 {
         0
     } else {
-        page_len.saturating_mul(3).saturating_add(3) / 2
+        // (3n + 3) / 2 = n + (n + 3) / 2 (2n is even), without overflowing before the end.
+        page_len.saturating_add(page_len / 2 + (page_len % 2 + 3) / 2)
     }
 }
 

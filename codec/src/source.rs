@@ -18,10 +18,10 @@ use core::marker::PhantomData;
 ///
 /// Implemented for byte slices, arrays and vectors, for [`LivePage`] (memory that other
 /// threads write meanwhile), with the `vm-memory` feature for rust-vmm's `VolatileSlice`,
-/// and for references to any of them. Other implementations (a VMM's own guest-memory type, a test double that
-/// changes the page between reads) only have to copy the bytes asked for: the encoders stay
-/// memory-safe whatever `read` returns, and give consistent results as long as `len` does
-/// not change.
+/// and for references to any of them. Other implementations (a VMM's own guest-memory
+/// type, a test double that changes the page between reads) only have to copy the bytes
+/// asked for: the encoders stay memory-safe whatever `read` returns, and give consistent
+/// results as long as `len` does not change.
 pub trait PageSource {
     /// Length of the page in bytes.
     fn len(&self) -> usize;

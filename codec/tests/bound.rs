@@ -45,7 +45,20 @@ fn the_bound_saturates() {
     assert_eq!(max_delta_len(0), 0);
     assert_eq!(max_delta_len(1), 3);
     assert_eq!(max_delta_len(2), 4);
-    assert_eq!(max_delta_len(usize::MAX), usize::MAX / 2);
+    // The formula in wider arithmetic, capped at `usize::MAX`.
+    let wide = |n: usize| ((3 * n as u128 + 3) / 2).min(usize::MAX as u128) as usize;
+    let third = usize::MAX / 3;
+    for n in [
+        third - 1,
+        third,
+        third + 1,
+        usize::MAX / 3 * 2,
+        usize::MAX - 1,
+        usize::MAX,
+    ] {
+        assert_eq!(max_delta_len(n), wide(n), "len {n}");
+    }
+    assert_eq!(max_delta_len(usize::MAX), usize::MAX);
 }
 
 proptest! {

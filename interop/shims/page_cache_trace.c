@@ -9,6 +9,9 @@
  *   a AGE       the current age changed to AGE (decimal)
  *   c PAGE R    cache_is_cached(PAGE * page size, AGE) returned R (1 or 0); PAGE in hex
  *   i PAGE R    cache_insert(PAGE * page size, ..., AGE) returned R (0 or -1)
+ * Only the first cache of a process is traced, until it is freed: a resize (QEMU creates the
+ * new cache, copies the old one into it and frees the old one) ends the trace, whose replay
+ * does not model the copy.
  *
  * Part of the xbzrle project (not QEMU code). SPDX-License-Identifier: MIT OR Apache-2.0
  */
@@ -24,12 +27,13 @@ int qemu_cache_insert(PageCache *cache, uint64_t addr, const uint8_t *pdata,
                       uint64_t current_age);
 
 static FILE *trace_file;
+static const PageCache *traced;
 static size_t trace_page_size;
 static uint64_t trace_age = UINT64_MAX;
 
-static void trace_call(char op, uint64_t addr, uint64_t age, int result)
+static void trace_call(const PageCache *cache, char op, uint64_t addr, uint64_t age, int result)
 {
-    if (!trace_file) {
+    if (!trace_file || cache != traced) {
         return;
     }
     if (age != trace_age) {
@@ -44,8 +48,9 @@ PageCache *cache_init(uint64_t new_size, size_t page_size, Error **errp)
     const char *path = getenv("XBZRLE_PAGE_CACHE_TRACE");
     PageCache *cache = qemu_cache_init(new_size, page_size, errp);
 
-    if (cache && path && !trace_file) {
+    if (cache && path && !traced) {
         trace_file = fopen(path, "w");
+        traced = cache;
         trace_page_size = page_size;
         if (trace_file) {
             fprintf(trace_file, "s %" PRIu64 "\n", new_size);
@@ -56,7 +61,7 @@ PageCache *cache_init(uint64_t new_size, size_t page_size, Error **errp)
 
 void cache_fini(PageCache *cache)
 {
-    if (trace_file) {
+    if (cache == traced && trace_file) {
         fclose(trace_file);
         trace_file = NULL;
     }
@@ -67,7 +72,7 @@ bool cache_is_cached(const PageCache *cache, uint64_t addr, uint64_t current_age
 {
     bool cached = qemu_cache_is_cached(cache, addr, current_age);
 
-    trace_call('c', addr, current_age, cached);
+    trace_call(cache, 'c', addr, current_age, cached);
     return cached;
 }
 
@@ -80,6 +85,6 @@ int cache_insert(PageCache *cache, uint64_t addr, const uint8_t *pdata, uint64_t
 {
     int result = qemu_cache_insert(cache, addr, pdata, current_age);
 
-    trace_call('i', addr, current_age, result);
+    trace_call(cache, 'i', addr, current_age, result);
     return result;
 }

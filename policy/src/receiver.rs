@@ -76,16 +76,29 @@ impl Receiver {
     /// changes.
     pub fn apply_record(&self, bytes: &[u8], memory: &mut [u8]) -> Result<Applied, ReceiveError> {
         let (record, consumed) = Record::parse(bytes, self.page_size)?;
-        let dest = usize::try_from(record.page)
-            .ok()
-            .and_then(|p| p.checked_mul(self.page_size))
-            .and_then(|start| memory.get_mut(start..start.checked_add(self.page_size)?))
-            .ok_or(ReceiveError::PageOutOfRange { page: record.page })?;
-        self.apply(&record.body, dest)?;
+        let start = self.page_offset(record.page, memory.len())?;
+        self.apply(&record.body, &mut memory[start..start + self.page_size])?;
         Ok(Applied {
             page: record.page,
             consumed,
         })
+    }
+
+    /// Where page `page` starts in a memory of `memory_len` bytes (`page * page_size`),
+    /// when all of the page lies inside it.
+    ///
+    /// # Errors
+    /// [`ReceiveError::PageOutOfRange`] otherwise.
+    pub fn page_offset(&self, page: u64, memory_len: usize) -> Result<usize, ReceiveError> {
+        usize::try_from(page)
+            .ok()
+            .and_then(|p| p.checked_mul(self.page_size))
+            .filter(|start| {
+                start
+                    .checked_add(self.page_size)
+                    .is_some_and(|end| end <= memory_len)
+            })
+            .ok_or(ReceiveError::PageOutOfRange { page })
     }
 }
 

@@ -306,8 +306,8 @@ impl Sender {
         self.progress.end_bulk_stage();
     }
 
-    /// Dirty sync that enters the last stage: from now on the cache's page data is never
-    /// written and nothing is inserted.
+    /// Dirty sync that enters the last stage: from now on nothing is inserted, and a cached
+    /// copy whose page is sent is dropped (no later lookup sees it).
     pub fn start_last_stage(&self) {
         self.progress.sync_into_last_stage();
         self.end_period();

@@ -336,3 +336,24 @@ fn receive_errors_print_their_cause_once() {
         assert!(err.source().is_none(), "{err}");
     }
 }
+
+#[test]
+fn a_page_is_inside_the_memory_only_if_all_of_it_is() {
+    let receiver = Receiver::new(PAGE).unwrap();
+    let len = PAGES * PAGE;
+    assert_eq!(receiver.page_offset(0, len), Ok(0));
+    assert_eq!(receiver.page_offset(PAGES as u64 - 1, len), Ok(len - PAGE));
+    for (page, memory_len) in [
+        (PAGES as u64 - 1, len - 1),
+        (PAGES as u64, len),
+        (0, PAGE - 1),
+        (u64::MAX, usize::MAX),
+        ((usize::MAX / PAGE) as u64, usize::MAX),
+    ] {
+        assert_eq!(
+            receiver.page_offset(page, memory_len),
+            Err(ReceiveError::PageOutOfRange { page }),
+            "page {page} in {memory_len} bytes"
+        );
+    }
+}

@@ -121,7 +121,8 @@ pub enum ErrorKind {
     },
     /// An XBZRLE delta that does not apply to the current page.
     BadDelta(xbzrle::DecodeError),
-    /// Memory for the RAM tables could not be allocated.
+    /// Memory for the RAM tables or for a 2 MiB chunk of RAM contents could not be
+    /// allocated (the bytes asked for).
     OutOfMemory(u64),
 }
 

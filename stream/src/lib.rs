@@ -17,7 +17,7 @@ pub mod tail;
 mod writer;
 
 pub use error::{ErrorKind, StreamError};
-pub use ram::{BlockInfo, Ram};
+pub use ram::{BlockInfo, Extent, Ram};
 pub use reader::{
     Configuration, DEFAULT_PAGE_SIZE, Event, MAX_BLOCKS, MAX_CAPABILITIES, MAX_MACHINE_NAME,
     MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageBody, PageRecord, ReaderOptions, Section, SectionIdentity,

@@ -18,6 +18,28 @@ pub struct BlockInfo {
 /// Bytes allocated at once for a block's contents (a multiple of every supported page size).
 const CHUNK_BYTES: u64 = 2 << 20;
 
+/// What every page and chunk never written reads as (in the zero-initialised data segment:
+/// no memory until read, and then the system's shared zero page).
+static ZEROS: [u8; CHUNK_BYTES as usize] = [0; CHUNK_BYTES as usize];
+
+/// A piece of a block's contents ([`Ram::extents`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent<'a> {
+    /// A chunk the stream wrote to.
+    Data(&'a [u8]),
+    /// A chunk never written: zeros, from a shared static buffer (nothing allocated).
+    Zeros(&'a [u8]),
+}
+
+impl<'a> Extent<'a> {
+    /// The bytes, of either kind.
+    pub fn bytes(self) -> &'a [u8] {
+        match self {
+            Self::Data(bytes) | Self::Zeros(bytes) => bytes,
+        }
+    }
+}
+
 /// The contents of the RAM blocks, in MEM_SIZE order. A page never written reads as zeros
 /// and costs no memory; the rest is held in zeroed 2 MiB chunks allocated on first write.
 #[derive(Debug)]
@@ -26,7 +48,6 @@ pub struct Ram {
     blocks: Vec<BlockInfo>,
     /// Per block: its first page in the concatenation of all blocks, and its chunks.
     storage: Vec<Storage>,
-    zero_page: Box<[u8]>,
 }
 
 #[derive(Debug)]
@@ -58,7 +79,6 @@ impl Ram {
             page_size,
             blocks,
             storage,
-            zero_page: vec![0; page_size].into_boxed_slice(),
         })
     }
 
@@ -102,7 +122,7 @@ impl Ram {
         let (chunk, at) = Self::locate(page_offset);
         match &self.storage[block].chunks[chunk] {
             Some(data) => &data[at..at + self.page_size],
-            None => &self.zero_page,
+            None => &ZEROS[..self.page_size],
         }
     }
 
@@ -112,22 +132,38 @@ impl Ram {
         self.storage[block].chunks[chunk].is_none()
     }
 
-    /// The page, writable, its chunk allocated (zeroed) if needed.
-    pub(crate) fn page_mut(&mut self, block: usize, page_offset: u64) -> &mut [u8] {
+    /// The page, writable, its chunk allocated (zeroed) if needed; `Err(bytes)` if the
+    /// allocator refuses the chunk.
+    pub(crate) fn page_mut(&mut self, block: usize, page_offset: u64) -> Result<&mut [u8], u64> {
         let (chunk, at) = Self::locate(page_offset);
         let chunk_len = chunk_len(self.blocks[block].len, chunk);
-        let data = self.storage[block].chunks[chunk]
-            .get_or_insert_with(|| vec![0; chunk_len].into_boxed_slice());
-        &mut data[at..at + self.page_size]
+        let slot = &mut self.storage[block].chunks[chunk];
+        let data = match slot {
+            Some(data) => data,
+            None => {
+                let mut data = Vec::new();
+                data.try_reserve_exact(chunk_len)
+                    .map_err(|_| chunk_len as u64)?;
+                data.resize(chunk_len, 0);
+                slot.insert(data.into_boxed_slice())
+            }
+        };
+        Ok(&mut data[at..at + self.page_size])
     }
 
     /// Sets every byte of the page to `fill` (a ZERO record); a zero fill of a page never
-    /// written allocates nothing.
-    pub(crate) fn fill_page(&mut self, block: usize, page_offset: u64, fill: u8) {
+    /// written allocates nothing. `Err(bytes)` as [`Ram::page_mut`].
+    pub(crate) fn fill_page(
+        &mut self,
+        block: usize,
+        page_offset: u64,
+        fill: u8,
+    ) -> Result<(), u64> {
         if fill == 0 && self.is_unallocated(block, page_offset) {
-            return;
+            return Ok(());
         }
-        self.page_mut(block, page_offset).fill(fill);
+        self.page_mut(block, page_offset)?.fill(fill);
+        Ok(())
     }
 
     /// Chunk index and offset inside it.
@@ -137,21 +173,30 @@ impl Ram {
         (chunk, at)
     }
 
+    /// The contents of block `block` (its used length), in order, in pieces of at most
+    /// 2 MiB: the chunks written, and zeros for the others.
+    ///
+    /// # Panics
+    /// If `block` is out of range.
+    pub fn extents(&self, block: usize) -> impl Iterator<Item = Extent<'_>> {
+        let len = self.blocks[block].len;
+        self.storage[block]
+            .chunks
+            .iter()
+            .enumerate()
+            .map(move |(index, chunk)| match chunk {
+                Some(data) => Extent::Data(data),
+                None => Extent::Zeros(&ZEROS[..chunk_len(len, index)]),
+            })
+    }
+
     /// Writes the whole block `block` (its used length) to `out`.
     ///
     /// # Panics
     /// If `block` is out of range.
     pub fn write_block(&self, block: usize, out: &mut impl Write) -> io::Result<()> {
-        let len = self.blocks[block].len;
-        let zeros = vec![0u8; CHUNK_BYTES as usize];
-        for (index, chunk) in self.storage[block].chunks.iter().enumerate() {
-            let n = chunk_len(len, index);
-            match chunk {
-                Some(data) => out.write_all(data)?,
-                None => out.write_all(&zeros[..n])?,
-            }
-        }
-        Ok(())
+        self.extents(block)
+            .try_for_each(|extent| out.write_all(extent.bytes()))
     }
 
     /// Bytes of block contents allocated so far (chunks written at least once).
@@ -189,12 +234,12 @@ mod tests {
         assert_eq!(ram.total_pages(), len / 4096 + 1);
         assert_eq!(ram.page_number(1, 0), len / 4096);
         assert_eq!(ram.page_number(0, 8192), 2);
-        ram.fill_page(0, 0, 0);
+        ram.fill_page(0, 0, 0).unwrap();
         assert_eq!(ram.allocated_bytes(), 0, "a zero page costs nothing");
         let last = len - 4096;
-        ram.page_mut(0, last)[5] = 9;
+        ram.page_mut(0, last).unwrap()[5] = 9;
         assert_eq!(ram.allocated_bytes(), 3 * 4096, "the short last chunk");
-        ram.fill_page(1, 0, 0xaa);
+        ram.fill_page(1, 0, 0xaa).unwrap();
         assert!(ram.page(1, 0).iter().all(|&b| b == 0xaa));
         assert_eq!(ram.page(0, 4096), &[0; 4096][..]);
         let mut out = Vec::new();
@@ -202,6 +247,9 @@ mod tests {
         assert_eq!(out.len() as u64, len);
         assert_eq!(out[last as usize + 5], 9);
         assert_eq!(out.iter().map(|&b| u64::from(b)).sum::<u64>(), 9);
+        let extents: Vec<_> = ram.extents(0).collect();
+        assert!(matches!(extents[..], [Extent::Zeros(z), Extent::Data(d)]
+            if z.len() as u64 == CHUNK_BYTES && d.len() == 3 * 4096));
     }
 
     #[test]

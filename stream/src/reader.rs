@@ -1,5 +1,6 @@
 //! The streaming reader: QEMU's framing and RAM records in, [`Event`]s out.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
@@ -28,8 +29,9 @@ pub const TAIL_CHUNK: usize = 64 << 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReaderOptions {
     /// Most RAM (sum of the block lengths) a MEM_SIZE record may announce. The reader
-    /// allocates tables in proportion to it (40 KB per GiB) before any page arrives;
-    /// page contents are allocated as they are written. Default: 1 TiB.
+    /// allocates tables in proportion to it before any page arrives (a bit per page and
+    /// 8 KiB per GiB: 40 KiB per GiB with 4 KiB pages); page contents are allocated as
+    /// they are written. Default: 1 TiB.
     pub max_ram_bytes: u64,
 }
 
@@ -242,19 +244,21 @@ enum State {
 
 /// Reads a QEMU migration stream as [`Event`]s, rebuilding the RAM blocks as it goes.
 ///
-/// Memory: the RAM being rebuilt (allocated lazily, see [`Ram`]), tables of 40 KB per GiB
-/// of announced RAM, a 256 KiB input buffer and a few pages; nothing grows with the
-/// stream's length. The input is read once, front to back.
+/// Memory: the RAM being rebuilt (allocated lazily, see [`Ram`]), tables of a bit per page
+/// plus 8 KiB per GiB of announced RAM (40 KiB per GiB with 4 KiB pages), a 256 KiB input
+/// buffer and a few pages; nothing grows with the stream's length. The input is read once,
+/// front to back.
 ///
 /// What it accepts: version 3 streams as QEMU writes them for precopy migration to a file
 /// or socket: the header, an optional configuration section (subsections
-/// `target-page-bits`, `capabilities`, `uuid`), commands, the `ram` START/PART/END
-/// sections with or without footers, then anything (the device state, which has no length
-/// fields, the EOF marker and the VMDESCRIPTION JSON) as an opaque tail. Inside `ram`:
-/// MEM_SIZE (with `mr_addr` fields when the configuration lists `x-ignore-shared`), ZERO,
-/// PAGE, XBZRLE, EOS, with or without CONTINUE. Everything else is an error with the
-/// offset of the field: compressed or multifd streams, postcopy page-size fields,
-/// iterable sections other than `ram`, device sections before the RAM END.
+/// `target-page-bits`, `capabilities`, `uuid`, each at most once), commands, the `ram`
+/// START/PART/END sections with or without footers, then anything (the device state, which
+/// has no length fields, the EOF marker and the VMDESCRIPTION JSON) as an opaque tail.
+/// Inside `ram`: MEM_SIZE (with `mr_addr` fields when the configuration lists
+/// `x-ignore-shared`), ZERO, PAGE, XBZRLE, EOS, with or without CONTINUE. Everything else
+/// is an error with the offset of the field: compressed or multifd streams, postcopy
+/// page-size fields, iterable sections other than `ram`, device sections before the RAM
+/// END.
 ///
 /// Dirty syncs cannot be seen in a stream; [`PageRecord::dirty_sync`] counts the ones it
 /// proves: between two syncs QEMU sends a page at most once, so a page sent again means
@@ -279,6 +283,8 @@ pub struct StreamReader<R> {
     section: Option<Section>,
     footers: Option<bool>,
     ram: Option<Ram>,
+    /// The index in MEM_SIZE order of every block, by name.
+    block_index: HashMap<String, usize>,
     current_block: Option<usize>,
     last_position: Option<(usize, u64)>,
     round: u64,
@@ -366,6 +372,7 @@ impl<R: Read> StreamReader<R> {
             section: None,
             footers: None,
             ram: None,
+            block_index: HashMap::new(),
             current_block: None,
             last_position: None,
             round: 0,
@@ -662,6 +669,9 @@ impl<R: Read> StreamReader<R> {
             uuid: None,
             raw: Vec::new(),
         };
+        // The subsections read so far (at most the three known ones): QEMU writes each at
+        // most once, and a repeat would make `raw` grow with the stream.
+        let mut seen: Vec<String> = Vec::new();
         while self.src.peek()? == Some(marker::SUBSECTION) {
             let sub_at = self.src.offset();
             raw.push(self.src.u8("a configuration subsection")?);
@@ -674,6 +684,13 @@ impl<R: Read> StreamReader<R> {
             let name = String::from_utf8_lossy(name).into_owned();
             let version = self.src.be32("a configuration subsection")?;
             raw.extend_from_slice(&version.to_be_bytes());
+            if seen.contains(&name) {
+                return Err(bad_value(
+                    sub_at,
+                    format!("configuration subsection `{name}` given twice"),
+                ));
+            }
+            seen.push(name.clone());
             match name.as_str() {
                 "configuration/target-page-bits" => {
                     let bits = self.src.be32("configuration/target-page-bits")?;
@@ -782,6 +799,7 @@ impl<R: Read> StreamReader<R> {
         }
         let with_addr = self.ignore_shared();
         let mut blocks: Vec<BlockInfo> = Vec::new();
+        let mut block_index = HashMap::new();
         let mut sum = 0u64;
         while sum < total {
             let block_at = self.src.offset();
@@ -792,7 +810,7 @@ impl<R: Read> StreamReader<R> {
                 ));
             }
             let name = self.block_name(block_at)?;
-            if blocks.iter().any(|b| b.name == name) {
+            if block_index.insert(name.clone(), blocks.len()).is_some() {
                 return Err(StreamError::new(
                     block_at,
                     ErrorKind::BadBlockName(format!("`{name}` is listed twice")),
@@ -824,6 +842,7 @@ impl<R: Read> StreamReader<R> {
             .map_err(|bytes| StreamError::new(at, ErrorKind::OutOfMemory(bytes)))?;
         self.before = vec![0; page_size];
         self.ram = Some(ram);
+        self.block_index = block_index;
         Ok(Step::MemSize(total))
     }
 
@@ -914,11 +933,9 @@ impl<R: Read> StreamReader<R> {
         let block = if named {
             let name_at = self.src.offset();
             let name = self.block_name(name_at)?;
-            let ram = self.ram.as_ref().expect("checked above");
-            let index = ram
-                .blocks()
-                .iter()
-                .position(|b| b.name == name)
+            let index = *self
+                .block_index
+                .get(&name)
                 .ok_or_else(|| StreamError::new(name_at, ErrorKind::UnknownBlock(name)))?;
             self.current_block = Some(index);
             index
@@ -928,6 +945,7 @@ impl<R: Read> StreamReader<R> {
         };
         let page_size = self.page_size;
         let ram = self.ram.as_mut().expect("checked above");
+        let out_of_memory = |bytes| StreamError::new(at, ErrorKind::OutOfMemory(bytes));
         let info = &ram.blocks()[block];
         if page_offset
             .checked_add(page_size as u64)
@@ -945,12 +963,15 @@ impl<R: Read> StreamReader<R> {
         let body = match record_flags & !flags::CONTINUE {
             flags::ZERO => {
                 let fill = self.src.u8("a ZERO record")?;
-                ram.fill_page(block, page_offset, fill);
+                ram.fill_page(block, page_offset, fill)
+                    .map_err(out_of_memory)?;
                 StepBody::Zero(fill)
             }
             flags::PAGE => {
                 let data = self.src.take_at(page_size, "a PAGE record", at)?;
-                ram.page_mut(block, page_offset).copy_from_slice(data);
+                ram.page_mut(block, page_offset)
+                    .map_err(out_of_memory)?
+                    .copy_from_slice(data);
                 StepBody::Page
             }
             _ => {
@@ -971,12 +992,10 @@ impl<R: Read> StreamReader<R> {
                 }
                 let delta_at = self.src.offset();
                 let delta = self.src.take_at(len, "an XBZRLE delta", at)?;
-                let page = ram.page_mut(block, page_offset);
-                xbzrle::validate(delta, page_size)
-                    .map_err(|e| StreamError::new(delta_at, ErrorKind::BadDelta(e)))?;
+                let page = ram.page_mut(block, page_offset).map_err(out_of_memory)?;
                 self.before.copy_from_slice(page);
-                // Validated above: the single pass cannot fail half-way.
-                xbzrle::decode_partial(delta, page)
+                // All or nothing: a delta that does not apply leaves the page as it was.
+                xbzrle::decode(delta, page)
                     .map_err(|e| StreamError::new(delta_at, ErrorKind::BadDelta(e)))?;
                 self.delta.clear();
                 self.delta.extend_from_slice(delta);

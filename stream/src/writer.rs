@@ -150,7 +150,9 @@ impl<W: Write> StreamWriter<W> {
     /// A ZERO record: every byte of the page is `fill`. Returns the record's length.
     ///
     /// # Errors
-    /// As [`StreamWriter::page`].
+    /// [`io::ErrorKind::InvalidInput`] outside a section or before
+    /// [`StreamWriter::mem_size`], for a block index not in MEM_SIZE, an offset that is not
+    /// page-aligned or a page not inside its block; write errors.
     pub fn zero_page(&mut self, block: usize, page_offset: u64, fill: u8) -> io::Result<u64> {
         self.page_record(block, page_offset, flags::ZERO, &[fill], &[])
     }
@@ -158,9 +160,7 @@ impl<W: Write> StreamWriter<W> {
     /// A PAGE record. Returns the record's length.
     ///
     /// # Errors
-    /// [`io::ErrorKind::InvalidInput`] outside a section or before
-    /// [`StreamWriter::mem_size`], for a block index not in MEM_SIZE, an offset that is not page-aligned or a page not inside its block, or data
-    /// that is not one page; write errors.
+    /// As [`StreamWriter::zero_page`], and for data that is not one page.
     pub fn page(&mut self, block: usize, page_offset: u64, data: &[u8]) -> io::Result<u64> {
         if data.len() != self.page_size {
             return Err(invalid(format!(
@@ -176,7 +176,7 @@ impl<W: Write> StreamWriter<W> {
     /// length.
     ///
     /// # Errors
-    /// As [`StreamWriter::page`], and for a delta longer than a page (QEMU's receiver
+    /// As [`StreamWriter::zero_page`], and for a delta longer than a page (QEMU's receiver
     /// rejects it). The delta itself is not checked.
     pub fn xbzrle_page(&mut self, block: usize, page_offset: u64, delta: &[u8]) -> io::Result<u64> {
         let len = u16::try_from(delta.len())

@@ -192,6 +192,41 @@ fn configuration() {
 }
 
 #[test]
+fn a_configuration_subsection_given_twice() {
+    // QEMU writes each subsection at most once; repeats would grow the configuration with
+    // the stream.
+    let config = Bytes::new().header().configuration("pc");
+    let uuid = |b: Bytes| b.u8(0x05).str8(b"configuration/uuid").be32(1).raw(&[7; 16]);
+    let caps = |b: Bytes| {
+        b.u8(0x05)
+            .str8(b"configuration/capabilities")
+            .be32(1)
+            .be32(1)
+            .str8(b"xbzrle")
+    };
+    let bits = |b: Bytes| {
+        b.u8(0x05)
+            .str8(b"configuration/target-page-bits")
+            .be32(1)
+            .be32(12)
+    };
+    for sub in [uuid, caps, bits] {
+        let (once, offset) = at(sub(config.clone()));
+        // Once is fine (then a RAM section must follow: the stream is cut there).
+        assert!(matches!(
+            error_of(&once.0).kind(),
+            ErrorKind::Truncated { .. }
+        ));
+        let err = error_of(&sub(once).0);
+        assert!(
+            matches!(err.kind(), ErrorKind::BadValue(s) if s.contains("given twice")),
+            "{err}"
+        );
+        assert_eq!(err.offset(), offset);
+    }
+}
+
+#[test]
 fn unknown_ram_flags() {
     for flag in [0x01, 0x80, 0x100, 0x200, 0x400, 0x800] {
         let (good, offset) = at(in_part(4));

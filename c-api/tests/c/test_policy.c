@@ -1027,13 +1027,14 @@ static void save_pages_batch(void) {
                                    &saved) == XBZRLE_OK && saved == 3 && log.emitted == 3,
           "stopped batch saved %zu", saved);
 
-    /* A NULL page in the middle: the pages before it are saved, the error is reported. */
+    /* A NULL page in the middle: the arguments are checked first, so nothing is saved. */
     log.emitted = 0;
     log.stop_after = 0;
     data[2] = NULL;
     CHECK(xbzrle_sender_save_pages(batch, pages, data, PAGES / 2, PAGE, out, cap, batch_emit, &log,
-                                   &saved) == XBZRLE_ERR_NULL,
-          "NULL page");
+                                   &saved) == XBZRLE_ERR_NULL &&
+              saved == 0 && log.emitted == 0,
+          "NULL page: saved %zu, emitted %zu", saved, log.emitted);
     data[2] = ram;
     CHECK(xbzrle_sender_save_pages(batch, pages, data, 4, PAGE - 1, out, cap, batch_emit, &log,
                                    &saved) == XBZRLE_ERR_INVALID_ARGUMENT && saved == 0,

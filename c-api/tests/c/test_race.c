@@ -31,11 +31,12 @@ struct migration {
     uint8_t *destination; /* destination RAM */
     struct xbzrle_sender *sender;
     struct xbzrle_receiver *receiver;
-    volatile int stop;
-    volatile int vcpus_running;
-    /* Saves after which the cached copy differed from the destination. */
-    volatile unsigned desynchronised;
     unsigned channels;
+    /* Written while threads run: accessed with __atomic builtins until they are joined. */
+    int stop;
+    int vcpus_running;
+    /* Saves after which the cached copy differed from the destination. */
+    unsigned desynchronised;
     int failed;
 };
 
@@ -59,8 +60,8 @@ static uint64_t next_random(uint64_t *state) {
 static void *vcpu(void *arg) {
     struct worker *w = arg;
     volatile uint8_t *guest = w->m->guest;
-    w->m->vcpus_running++;
-    while (!w->m->stop) {
+    __atomic_fetch_add(&w->m->vcpus_running, 1, __ATOMIC_SEQ_CST);
+    while (!__atomic_load_n(&w->m->stop, __ATOMIC_SEQ_CST)) {
         uint64_t r = next_random(&w->rng);
         size_t page = (size_t)(r % PAGES) * PAGE;
         uint8_t pattern = (r >> 40) & 1 ? 0xA5 : 0x5A;
@@ -87,7 +88,7 @@ static void *vcpu(void *arg) {
 static void *spinner(void *arg) {
     struct migration *m = arg;
     volatile uint64_t n = 0;
-    while (!m->stop) {
+    while (!__atomic_load_n(&m->stop, __ATOMIC_SEQ_CST)) {
         n++;
     }
     return NULL;
@@ -122,7 +123,7 @@ static int save(struct migration *m, uint64_t page, uint8_t *out, size_t out_cap
         return -1;
     }
     if (cached && memcmp(cached_copy, m->destination + page * PAGE, PAGE) != 0) {
-        m->desynchronised++;
+        __atomic_fetch_add(&m->desynchronised, 1, __ATOMIC_SEQ_CST);
     }
     return 0;
 }
@@ -140,7 +141,7 @@ static void *channel(void *arg) {
     struct migration *m = w->m;
     size_t out_cap = xbzrle_sender_max_record_len(m->sender);
     uint8_t *out = xmalloc(out_cap);
-    while (m->vcpus_running < 2) {
+    while (__atomic_load_n(&m->vcpus_running, __ATOMIC_SEQ_CST) < 2) {
         /* The vCPUs have not started yet. */
     }
     long long end = now_ns() + MIGRATION_NS;
@@ -151,7 +152,7 @@ static void *channel(void *arg) {
             continue;
         }
         if (save(m, page, out, out_cap) != 0) {
-            m->failed = 1;
+            __atomic_store_n(&m->failed, 1, __ATOMIC_SEQ_CST);
             break;
         }
         /* Channel 0 makes a dirty sync now and then (a new pass). */
@@ -197,7 +198,7 @@ static unsigned migrate(const struct xbzrle_sender_config *config, unsigned chan
     for (unsigned i = 0; i < channels; i++) {
         pthread_join(channel_threads[i], NULL);
     }
-    m.stop = 1;
+    __atomic_store_n(&m.stop, 1, __ATOMIC_SEQ_CST);
     for (unsigned i = 0; i < 2; i++) {
         pthread_join(vcpu_threads[i], NULL);
     }

@@ -33,6 +33,9 @@ pub(crate) struct BenchArgs {
     /// Also write the results as JSON to FILE (for comparing machines).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Replace the --json file if it exists.
+    #[arg(short, long)]
+    force: bool,
     /// Add real page pairs: the pages that changed between the first two snapshots in DIR
     /// (`snap-NN.raw`, or the zstd delta chain of the recorded guest-RAM snapshots).
     #[arg(long, value_name = "DIR")]
@@ -77,7 +80,7 @@ const BASELINE_KERNEL: &str = "word";
 /// Runs the benchmark and prints the table (and writes the JSON if asked).
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
-        crate::files::check_output_path(path, "--json")?;
+        crate::files::check_output_path(path, "--json", args.force)?;
     }
     if args.pipeline {
         return pipeline::run(pipeline::PipelineArgs {
@@ -86,6 +89,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             cache: args.cache_size,
             passes: args.passes,
             json: args.json,
+            force: args.force,
         });
     }
     if args.working_set == 0 || args.snapshot_pages == 0 {
@@ -164,16 +168,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = Report::new(&workloads, &summaries, &cases, &medians, baseline, settings);
     print!("{}", report.table());
     if let Some(path) = &args.json {
-        write_json(path, &report)?;
+        crate::files::write_json(path, args.force, &report)?;
     }
-    Ok(())
-}
-
-/// Writes `report` as pretty JSON to `path`.
-fn write_json(path: &std::path::Path, report: &impl Serialize) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(report)?;
-    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("wrote {}", path.display());
     Ok(())
 }
 

@@ -1,9 +1,10 @@
 //! `xbzrle bench --pipeline`: the whole sender at guest-RAM scale against QEMU's method (see
 //! `xbzrle_benches::pipeline`): for QEMU's cache setup and the recommended one, every dirty
 //! page of a pass is saved by QEMU's method (word-at-a-time encoder, and this project's
-//! encoder), by the sender from one thread, and by the sender with two shards from one and
-//! from two threads. Passes are interleaved (each pass dirties the pages once, then every
-//! method saves them, in a rotating order), and the median pass gives the time per page.
+//! encoder), by the sender from one thread page by page and as one batch
+//! (`Sender::save_pages`), and by the sender with two shards from one and from two
+//! threads. Passes are interleaved (each pass dirties the pages once, then every method
+//! saves them, in a rotating order), and the median pass gives the time per page.
 
 use std::path::PathBuf;
 
@@ -14,7 +15,7 @@ use xbzrle_benches::pipeline::{
 };
 use xbzrle_policy::Sender;
 
-use super::{median, write_json};
+use super::median;
 use crate::units::format_size;
 
 /// Sizes of the pipeline run.
@@ -30,6 +31,8 @@ pub(crate) struct PipelineArgs {
     pub(crate) passes: usize,
     /// Where to write the JSON, if anywhere.
     pub(crate) json: Option<PathBuf>,
+    /// Replace the JSON file if it exists.
+    pub(crate) force: bool,
 }
 
 /// Everything `xbzrle bench --pipeline` measured (the JSON of `--json`).
@@ -205,7 +208,7 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
             },
             setups: results,
         };
-        write_json(path, &report)?;
+        crate::files::write_json(path, args.force, &report)?;
     }
     Ok(())
 }

@@ -89,6 +89,9 @@ pub(crate) struct SimulateArgs {
     /// Also draw bytes and dirty pages per pass into FILE (SVG).
     #[arg(long, global = true, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Replace the --json and --plot files if they exist.
+    #[arg(short, long, global = true)]
+    force: bool,
 }
 
 /// The workloads.
@@ -139,10 +142,10 @@ struct ReplayCommand {
 pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let policies = policy::parse_list(&args.policies)?;
     if let Some(path) = &args.json {
-        crate::files::check_output_path(path, "--json")?;
+        crate::files::check_output_path(path, "--json", args.force)?;
     }
     if let Some(path) = &args.plot {
-        plot::check_path(path)?;
+        plot::check_path(path, args.force)?;
     }
     if args.bandwidth == 0 {
         bail!("--bandwidth must be positive");
@@ -231,14 +234,12 @@ pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let report = Report::new(info, settings, results, started.elapsed().as_secs_f64());
     print!("{}", report.render());
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
+        crate::files::write_json(path, args.force, &report)?;
     }
     if let Some(path) = &args.plot {
         let title = format!("xbzrle simulate {}", report.workload.name);
-        plot::draw(path, &title, &report.policies, report.settings.threshold())?;
-        eprintln!("wrote {}", path.display());
+        let threshold = report.settings.threshold();
+        plot::draw(path, args.force, &title, &report.policies, threshold)?;
     }
     eprintln!("simulated in {:.1} s", report.wall_time_s);
     let failed: Vec<String> = report

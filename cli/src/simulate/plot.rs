@@ -2,31 +2,34 @@
 
 use std::path::Path;
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 use plotters::prelude::*;
 
 use super::result::PolicyResult;
 
-/// Fails unless `path` names an SVG file that can be written.
-pub(crate) fn check_path(path: &Path) -> anyhow::Result<()> {
+/// Fails unless `path` names an SVG file that can be written (replacing a file only if
+/// `force`).
+pub(crate) fn check_path(path: &Path, force: bool) -> anyhow::Result<()> {
     ensure!(
         path.extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("svg")),
         "--plot writes SVG: give a file name ending in .svg (not {})",
         path.display()
     );
-    crate::files::check_output_path(path, "--plot")
+    crate::files::check_output_path(path, "--plot", force)
 }
 
-/// Draws the two charts (wire bytes per pass, dirty pages per pass) into an SVG file.
-/// `threshold` (bandwidth x downtime limit) is drawn as a line on the bytes chart.
+/// Draws the two charts (wire bytes per pass, dirty pages per pass) into an SVG file
+/// ([`crate::files::write_file`]). `threshold` (bandwidth x downtime limit) is drawn as a
+/// line on the bytes chart.
 pub(crate) fn draw(
     path: &Path,
+    force: bool,
     title: &str,
     policies: &[PolicyResult],
     threshold: u64,
 ) -> anyhow::Result<()> {
-    check_path(path)?;
+    check_path(path, force)?;
     let passes = policies.iter().map(|p| p.passes.len()).max().unwrap_or(1);
     let max_bytes = policies
         .iter()
@@ -52,7 +55,7 @@ pub(crate) fn draw(
         threshold,
     };
     render(&mut svg, title, policies, &scales)?;
-    std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))
+    crate::files::write_file(path, force, svg.as_bytes())
 }
 
 /// Axis ranges of the charts.

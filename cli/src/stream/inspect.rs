@@ -5,16 +5,20 @@ use std::path::PathBuf;
 use serde::Serialize;
 use xbzrle_stream::{Event, PageBody, SectionKind};
 
-use super::{TailCollector, TailSummary, Tally, group};
+use super::{StreamOptions, TailCollector, TailSummary, Tally, group};
+use crate::files;
 
 /// Arguments of `xbzrle stream inspect`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct InspectArgs {
     /// A migration stream file (plain, or zstd-compressed).
     file: PathBuf,
-    /// Print JSON instead of the table (to stdout, or to FILE if given).
+    /// Print JSON instead of the table (to stdout, or to FILE if given, then the table).
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     json: Option<PathBuf>,
+    /// The limits and --force.
+    #[command(flatten)]
+    options: StreamOptions,
 }
 
 /// A RAM block as MEM_SIZE lists it.
@@ -123,7 +127,10 @@ struct Inspection {
 
 /// Runs `xbzrle stream inspect`.
 pub(crate) fn run(args: &InspectArgs) -> anyhow::Result<()> {
-    let mut reader = super::open(&args.file)?;
+    if let Some(path) = &args.json {
+        files::check_output_path(path, "--json", args.options.force)?;
+    }
+    let mut reader = super::open(&args.file, &args.options)?;
     let mut version = 0;
     let mut sections = SectionCounts::default();
     let mut commands = 0;
@@ -139,7 +146,9 @@ pub(crate) fn run(args: &InspectArgs) -> anyhow::Result<()> {
             Event::SectionStart(section) => match section.kind {
                 SectionKind::Start => sections.start += 1,
                 SectionKind::Part => sections.part += 1,
-                SectionKind::End | SectionKind::Full => sections.end += 1,
+                SectionKind::End => sections.end += 1,
+                // Never a RAM section: the reader stops at a FULL section before the RAM END.
+                SectionKind::Full => {}
             },
             Event::Page(record) => {
                 let pass = super::pass_row(&mut passes, record.round, || Pass {
@@ -204,12 +213,11 @@ pub(crate) fn run(args: &InspectArgs) -> anyhow::Result<()> {
         tail: tail.summary(footers),
     };
     match &args.json {
-        Some(path) if path.as_os_str() == "-" => {
-            println!("{}", serde_json::to_string_pretty(&inspection)?);
-        }
         Some(path) => {
-            super::write_json(path, &inspection)?;
-            print_table(&inspection);
+            files::write_json(path, args.options.force, &inspection)?;
+            if !files::is_stdio(path) {
+                print_table(&inspection);
+            }
         }
         None => print_table(&inspection),
     }

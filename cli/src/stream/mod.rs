@@ -6,14 +6,17 @@
 //!   page before and after with the canonical encoder ([`verify`]).
 //! * `rewrite IN OUT`: re-sends the migration through the project's sender under a cache
 //!   policy and writes it in QEMU's framing ([`rewrite`]).
+//!
+//! Outputs go through [`crate::files::Output`]: an existing file is replaced only with
+//! `--force`, and a new file appears only when the command succeeds.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use clap::Subcommand;
 use serde::Serialize;
 use xbzrle_stream::tail::{DeviceState, locate_vmdescription};
-use xbzrle_stream::{Event, PageBody, StreamReader};
+use xbzrle_stream::{ErrorKind, Event, PageBody, ReaderOptions, StreamReader};
 
 mod inspect;
 mod rewrite;
@@ -30,6 +33,19 @@ pub(crate) enum StreamCommand {
     Rewrite(rewrite::RewriteArgs),
 }
 
+/// Options of every `xbzrle stream` command.
+#[derive(Debug, clap::Args)]
+struct StreamOptions {
+    /// Refuse a stream whose MEM_SIZE announces more RAM than SIZE. A few bytes can announce
+    /// any size; `verify` hashes all of it (and `--dump-ram` writes it, sparsely), written
+    /// or not, and the tables take a bit per page.
+    #[arg(long, value_name = "SIZE", default_value = "64G", value_parser = crate::units::parse_size)]
+    max_ram: u64,
+    /// Replace output files that exist.
+    #[arg(short, long)]
+    force: bool,
+}
+
 /// Runs `xbzrle stream ...`.
 pub(crate) fn run(command: StreamCommand) -> anyhow::Result<()> {
     match command {
@@ -39,9 +55,15 @@ pub(crate) fn run(command: StreamCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Opens a stream file (plain or zstd).
-fn open(path: &Path) -> anyhow::Result<StreamReader<Box<dyn std::io::Read + Send>>> {
-    StreamReader::open(path).with_context(|| format!("cannot open {}", path.display()))
+/// Opens a stream file (plain or zstd) with the limits of `options`.
+fn open(
+    path: &Path,
+    options: &StreamOptions,
+) -> anyhow::Result<StreamReader<Box<dyn std::io::Read + Send>>> {
+    let limits = ReaderOptions {
+        max_ram_bytes: options.max_ram,
+    };
+    StreamReader::open_with(path, limits).with_context(|| format!("cannot open {}", path.display()))
 }
 
 /// Reads `path` to the end, calling `each` on every event; the error names the file.
@@ -50,13 +72,21 @@ fn for_each_event(
     path: &Path,
     mut each: impl FnMut(Event<'_>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    while let Some(event) = reader
-        .next_event()
-        .with_context(|| format!("{} is not a valid migration stream", path.display()))?
-    {
+    loop {
+        let event = match reader.next_event() {
+            Ok(Some(event)) => event,
+            Ok(None) => return Ok(()),
+            Err(err) => {
+                let what = match err.kind() {
+                    ErrorKind::RamTooLarge { .. } => "announces more RAM than --max-ram allows",
+                    ErrorKind::OutOfMemory(_) => "cannot be read in the memory available",
+                    _ => "is not a valid migration stream",
+                };
+                return Err(err).with_context(|| format!("{} {what}", path.display()));
+            }
+        };
         each(event)?;
     }
-    Ok(())
 }
 
 /// Page records and their bytes, by kind.
@@ -70,7 +100,9 @@ struct Tally {
     xbzrle: u64,
     /// Bytes of all these records: headers, block names, payloads.
     record_bytes: u64,
-    /// Σ (delta length + 3): QEMU's `xbzrle-cache.bytes` without overflows.
+    /// Σ (XBZRLE record length − 8), as QEMU 7.2's `save_xbzrle_page` counts
+    /// `xbzrle-cache.bytes` (the block name, flag, length and delta; not the be64 header):
+    /// that counter without the page size it adds for each overflow.
     xbzrle_bytes: u64,
 }
 
@@ -81,9 +113,9 @@ impl Tally {
         match body {
             PageBody::Zero { .. } => self.zero += 1,
             PageBody::Page => self.page += 1,
-            PageBody::Xbzrle { delta, .. } => {
+            PageBody::Xbzrle { .. } => {
                 self.xbzrle += 1;
-                self.xbzrle_bytes += delta.len() as u64 + 3;
+                self.xbzrle_bytes += len.saturating_sub(8);
             }
         }
     }
@@ -213,12 +245,6 @@ fn change(old: u64, new: u64) -> String {
     format!("{:+.1} %", (new as f64 - old as f64) * 100.0 / old as f64)
 }
 
-/// Writes `value` as pretty JSON to `path`.
-fn write_json(path: &PathBuf, value: &impl Serialize) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,16 +283,17 @@ mod tests {
         let mut tally = Tally::default();
         tally.add(&PageBody::Zero { fill: 0 }, 10);
         tally.add(&PageBody::Page, 4104);
-        tally.add(
-            &PageBody::Xbzrle {
-                delta: b"ab",
-                before: &[],
-            },
-            13,
-        );
-        assert_eq!(tally.records(), 3);
-        assert_eq!(tally.record_bytes, 4127);
-        assert_eq!(tally.xbzrle_bytes, 5);
-        assert_eq!(tally.plus(&tally).records(), 6);
+        let xbzrle = PageBody::Xbzrle {
+            delta: b"ab",
+            before: &[],
+        };
+        // With CONTINUE: header 8, flag 1, length 2, delta 2.
+        tally.add(&xbzrle, 13);
+        // Naming `pc.ram`: QEMU counts the name (1 + 6 bytes) too.
+        tally.add(&xbzrle, 20);
+        assert_eq!(tally.records(), 4);
+        assert_eq!(tally.record_bytes, 4147);
+        assert_eq!(tally.xbzrle_bytes, 5 + 12);
+        assert_eq!(tally.plus(&tally).records(), 8);
     }
 }

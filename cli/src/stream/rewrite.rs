@@ -11,18 +11,21 @@
 //! RAM (round 1, where QEMU starts XBZRLE); a dirty sync is made wherever the reader
 //! proves one ([`xbzrle_stream::PageRecord::dirty_sync`]); the END section is the last
 //! stage.
+//!
+//! OUT is written to a temporary file renamed into place at the end, after IN has been
+//! read to its end: `rewrite IN IN --force` replaces IN safely.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
 use xbzrle_policy::wire::{Body, Record};
 use xbzrle_policy::{Action, Sender, SenderStats};
 use xbzrle_stream::{Event, SectionKind, StreamWriter};
 
-use super::{Tally, change, group};
+use super::{StreamOptions, Tally, change, group};
+use crate::files::{self, Output};
 use crate::policy::Policy;
 
 /// Arguments of `xbzrle stream rewrite`.
@@ -42,6 +45,9 @@ pub(crate) struct RewriteArgs {
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// The limits and --force.
+    #[command(flatten)]
+    options: StreamOptions,
 }
 
 /// Records in and out of one pass.
@@ -105,8 +111,15 @@ impl From<SenderStats> for SenderSummary {
 /// Runs `xbzrle stream rewrite`.
 pub(crate) fn run(args: &RewriteArgs) -> anyhow::Result<()> {
     let policy: Policy = args.policy.parse()?;
-    let mut reader = super::open(&args.input)?;
-    let sink = Sink::create(&args.output)?;
+    let force = args.options.force;
+    if files::is_stdio(&args.output) {
+        bail!("OUT cannot be `-`: the report goes to standard output");
+    }
+    if let Some(path) = &args.json {
+        files::check_output_path(path, "--json", force)?;
+    }
+    let mut reader = super::open(&args.input, &args.options)?;
+    let sink = Sink::create(&args.output, force)?;
     let mut writer = StreamWriter::new(sink);
     let mut sender: Option<Sender> = None;
     let mut record = Vec::new();
@@ -202,10 +215,7 @@ pub(crate) fn run(args: &RewriteArgs) -> anyhow::Result<()> {
         .map_err(write_error)
     })?;
     let stream_bytes_out = writer.bytes_written();
-    writer
-        .finish()
-        .and_then(Sink::finish)
-        .map_err(write_error)?;
+    writer.finish().map_err(write_error)?.finish()?;
     let sender = sender.ok_or_else(|| anyhow!("{} has no RAM", args.input.display()))?;
     let sum = |skip: usize, side: fn(&Pass) -> &Tally| {
         passes
@@ -232,7 +242,7 @@ pub(crate) fn run(args: &RewriteArgs) -> anyhow::Result<()> {
     };
     print_report(&result);
     if let Some(path) = &args.json {
-        super::write_json(path, &result)?;
+        files::write_json(path, force, &result)?;
     }
     Ok(())
 }
@@ -301,26 +311,32 @@ fn print_report(r: &Rewrite) {
 
 /// The output file, plain or zstd-compressed.
 enum Sink {
-    Plain(BufWriter<File>),
-    Zstd(zstd::Encoder<'static, BufWriter<File>>),
+    Plain(Output),
+    Zstd(zstd::Encoder<'static, Output>),
 }
 
 impl Sink {
-    fn create(path: &Path) -> anyhow::Result<Self> {
-        let file =
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-        let file = BufWriter::with_capacity(1 << 20, file);
+    /// Prepares to write `path` ([`Output::create`]), compressed if its name ends in `.zst`.
+    fn create(path: &Path, force: bool) -> anyhow::Result<Self> {
+        let out = Output::create(path, force)?;
         Ok(if path.extension().is_some_and(|e| e == "zst") {
-            Sink::Zstd(zstd::Encoder::new(file, 3)?)
+            Sink::Zstd(zstd::Encoder::new(out, 3)?)
         } else {
-            Sink::Plain(file)
+            Sink::Plain(out)
         })
     }
 
-    fn finish(self) -> io::Result<()> {
+    /// Ends the zstd frame if any, then [`Output::finish`].
+    fn finish(self) -> anyhow::Result<()> {
         match self {
-            Sink::Plain(mut file) => file.flush(),
-            Sink::Zstd(encoder) => encoder.finish()?.flush(),
+            Sink::Plain(out) => out.finish(),
+            Sink::Zstd(encoder) => {
+                let name = encoder.get_ref().name().to_owned();
+                let out = encoder
+                    .finish()
+                    .with_context(|| format!("writing {name}"))?;
+                out.finish()
+            }
         }
     }
 }

@@ -1,16 +1,15 @@
 //! `xbzrle stream verify FILE [--dump-ram DIR]`.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use xbzrle::Encoded;
-use xbzrle_stream::{Event, PageBody, Ram};
+use xbzrle_stream::{Event, Extent, PageBody, Ram};
 
-use super::{TailCollector, Tally, group};
+use super::{StreamOptions, TailCollector, Tally, group};
+use crate::files::{self, Output};
 
 /// Arguments of `xbzrle stream verify`.
 #[derive(Debug, clap::Args)]
@@ -18,12 +17,16 @@ pub(crate) struct VerifyArgs {
     /// A migration stream file (plain, or zstd-compressed).
     file: PathBuf,
     /// Write every rebuilt RAM block to DIR, one raw file per block named after the block
-    /// with `/` replaced by `_` (`DIR/pc.ram` is guest RAM on a PC machine).
+    /// with `%` and `/` written `%25` and `%2F` (`DIR/pc.ram` is guest RAM on a PC
+    /// machine). Memory the stream never wrote is left as holes in the files.
     #[arg(long, value_name = "DIR")]
     dump_ram: Option<PathBuf>,
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// The limits and --force.
+    #[command(flatten)]
+    options: StreamOptions,
 }
 
 /// An XBZRLE record whose delta is not the canonical encoding of its pages.
@@ -65,7 +68,14 @@ const SHOWN_DIFFERENCES: usize = 10;
 
 /// Runs `xbzrle stream verify`.
 pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<()> {
-    let mut reader = super::open(&args.file)?;
+    let force = args.options.force;
+    if let Some(path) = &args.json {
+        files::check_output_path(path, "--json", force)?;
+    }
+    if let Some(dir) = &args.dump_ram {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut reader = super::open(&args.file, &args.options)?;
     let mut records = Tally::default();
     let (mut identical, mut different) = (0u64, 0u64);
     let mut differences = Vec::new();
@@ -99,6 +109,18 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<()> {
                     }
                 }
             }
+            // Before the long part: the dump files must be writable.
+            Event::MemSize { blocks, .. } => {
+                if let Some(dir) = &args.dump_ram {
+                    for block in blocks {
+                        files::check_output_path(
+                            &dir.join(dump_name(&block.name)),
+                            "--dump-ram",
+                            force,
+                        )?;
+                    }
+                }
+            }
             Event::Tail(chunk) => tail.push(chunk),
             _ => {}
         }
@@ -109,7 +131,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     let Some(ram) = reader.into_ram() else {
         bail!("{} has no RAM (no MEM_SIZE record)", args.file.display());
     };
-    let blocks = digest_blocks(&ram, args.dump_ram.as_ref())?;
+    let blocks = digest_blocks(&ram, args.dump_ram.as_deref(), force)?;
     let verification = Verification {
         file: args.file.display().to_string(),
         stream_bytes,
@@ -122,7 +144,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     };
     print_report(&verification);
     if let Some(path) = &args.json {
-        super::write_json(path, &verification)?;
+        files::write_json(path, force, &verification)?;
     }
     if verification.xbzrle_different > 0 {
         bail!(
@@ -139,56 +161,49 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SHA-256 of every block, and its file under `dump` if given.
-fn digest_blocks(ram: &Ram, dump: Option<&PathBuf>) -> anyhow::Result<Vec<BlockDigest>> {
-    if let Some(dir) = dump {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
+/// SHA-256 of every block, and its file under `dump` if given (replacing a file only if
+/// `force`).
+fn digest_blocks(ram: &Ram, dump: Option<&Path>, force: bool) -> anyhow::Result<Vec<BlockDigest>> {
     let mut digests = Vec::new();
     for (index, block) in ram.blocks().iter().enumerate() {
-        let mut hasher = HashingWriter {
-            hasher: Sha256::new(),
-            file: None,
+        let mut hasher = Sha256::new();
+        let mut out = dump
+            .map(|dir| Output::create(&dir.join(dump_name(&block.name)), force))
+            .transpose()?;
+        for extent in ram.extents(index) {
+            hasher.update(extent.bytes());
+            match (&mut out, extent) {
+                (Some(out), Extent::Data(data)) => out.write_all(data)?,
+                (Some(out), Extent::Zeros(zeros)) => out.write_zeros(zeros.len() as u64)?,
+                (None, _) => {}
+            }
+        }
+        let file = match out {
+            Some(out) => {
+                let name = out.name().to_owned();
+                out.finish()?;
+                Some(name)
+            }
+            None => None,
         };
-        let path = dump.map(|dir| dir.join(block.name.replace('/', "_")));
-        if let Some(path) = &path {
-            let file =
-                File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-            hasher.file = Some(BufWriter::with_capacity(1 << 20, file));
-        }
-        ram.write_block(index, &mut hasher)
-            .with_context(|| format!("cannot write block {}", block.name))?;
-        if let Some(mut file) = hasher.file.take() {
-            file.flush()?;
-        }
         digests.push(BlockDigest {
             name: block.name.clone(),
             bytes: block.len,
-            sha256: hex(&hasher.hasher.finalize()),
-            file: path.map(|p| p.display().to_string()),
+            sha256: hex(&hasher.finalize()),
+            file,
         });
     }
     Ok(digests)
 }
 
-/// Hashes what it is given and copies it to a file if it has one.
-struct HashingWriter {
-    hasher: Sha256,
-    file: Option<BufWriter<File>>,
-}
-
-impl Write for HashingWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.hasher.update(bytes);
-        if let Some(file) = &mut self.file {
-            file.write_all(bytes)?;
-        }
-        Ok(bytes.len())
+/// The file name of a block's dump: the block name with `%` and `/` written `%25` and
+/// `%2F`, and a name of dots only (`.`, `..`) with its dots written `%2E`; different
+/// blocks never share a file.
+fn dump_name(block: &str) -> String {
+    if block.bytes().all(|b| b == b'.') {
+        return block.replace('.', "%2E");
     }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.as_mut().map_or(Ok(()), Write::flush)
-    }
+    block.replace('%', "%25").replace('/', "%2F")
 }
 
 fn hex(bytes: &[u8]) -> String {

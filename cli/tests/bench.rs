@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{read_json, text, xbzrle};
+use common::{assert_stderr_contains, read_json, text, xbzrle};
 use std::collections::BTreeSet;
 
 use serde_json::Value;
@@ -331,18 +331,10 @@ fn pipeline_run_on_tiny_sizes() {
 fn bad_settings_fail_before_measuring() {
     let out = xbzrle(&["bench", "--quick", "--batch-ms", "0"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("--batch-ms"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stderr_contains(&out, "--batch-ms");
     let out = xbzrle(&["bench", "--pipeline", "--ram", "8M", "--dirty", "16M"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("--dirty"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stderr_contains(&out, "--dirty");
     // The JSON's folder is checked before the run, with --pipeline too.
     let out = xbzrle(&[
         "bench",
@@ -351,10 +343,6 @@ fn bad_settings_fail_before_measuring() {
         "/nonexistent-folder/p.json",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("--json"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stderr_contains(&out, "--json");
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{read_json, text, xbzrle};
+use common::{assert_stderr_contains, read_json, text, xbzrle};
 
 use serde_json::Value;
 
@@ -328,30 +328,18 @@ fn json_paths_are_checked_before_the_run() {
         let started = std::time::Instant::now();
         let out = xbzrle(&[command, "--json", path]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-        assert!(
-            text(&out.stderr).contains(expected),
-            "{}",
-            text(&out.stderr)
-        );
+        assert_stderr_contains(&out, expected);
         assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
         assert!(started.elapsed().as_secs() < 10);
     }
     assert_eq!(std::fs::read_to_string(existing).unwrap(), "old");
     let plot = dir.path().join("no-such-folder").join("run.svg");
     let out = xbzrle(&["simulate", "--plot", plot.to_str().unwrap()]);
-    assert!(
-        text(&out.stderr).contains("does not exist"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stderr_contains(&out, "does not exist");
     let plot = dir.path().join("old.svg");
     std::fs::write(&plot, "old").unwrap();
     let out = xbzrle(&["simulate", "--plot", plot.to_str().unwrap()]);
-    assert!(
-        text(&out.stderr).contains("already exists: add --force"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stderr_contains(&out, "already exists: add --force");
 }
 
 #[test]

@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{text, xbzrle};
-use std::path::Path;
+use common::{assert_stderr_contains, text, xbzrle};
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -107,6 +107,13 @@ fn migration(bad_delta: bool) -> (Vec<u8>, Vec<u8>) {
     (w.finish().unwrap(), guest)
 }
 
+/// The file `name` of `dir`, holding `bytes`.
+fn file_with(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
 fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -118,8 +125,7 @@ fn sha256(bytes: &[u8]) -> String {
 fn inspect_counts_passes_and_records() {
     let dir = tempfile::tempdir().unwrap();
     let (stream, _) = migration(false);
-    let file = dir.path().join("m.stream");
-    std::fs::write(&file, &stream).unwrap();
+    let file = file_with(&dir, "m.stream", &stream);
     let out = ok(&["stream", "inspect", file.to_str().unwrap(), "--json"]);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["stream_bytes"], stream.len() as u64);
@@ -142,8 +148,7 @@ fn inspect_counts_passes_and_records() {
 fn verify_rebuilds_ram_and_checks_every_delta() {
     let dir = tempfile::tempdir().unwrap();
     let (stream, guest) = migration(false);
-    let file = dir.path().join("m.stream");
-    std::fs::write(&file, &stream).unwrap();
+    let file = file_with(&dir, "m.stream", &stream);
     let ram = dir.path().join("ram");
     let report = dir.path().join("verify.json");
     let out = ok(&[
@@ -191,11 +196,7 @@ fn verify_rebuilds_ram_and_checks_every_delta() {
         "{}",
         text(&out.stdout)
     );
-    assert!(
-        text(&out.stderr).contains("1 of 96"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stderr_contains(&out, "1 of 96");
     assert_eq!(std::fs::read(ram.join("pc.ram")).unwrap(), guest);
 }
 
@@ -203,8 +204,7 @@ fn verify_rebuilds_ram_and_checks_every_delta() {
 fn rewrite_under_every_policy_gives_the_same_ram() {
     let dir = tempfile::tempdir().unwrap();
     let (stream, guest) = migration(false);
-    let input = dir.path().join("in.stream");
-    std::fs::write(&input, &stream).unwrap();
+    let input = file_with(&dir, "in.stream", &stream);
     for (policy, out_name) in [
         ("qemu", "qemu.stream"),
         ("qemu-pre-5cc11c46", "pre.stream"),
@@ -275,8 +275,7 @@ fn malformed_streams_are_errors_with_the_offset() {
     let dir = tempfile::tempdir().unwrap();
     let (mut stream, _) = migration(false);
     stream.truncate(stream.len() / 2);
-    let file = dir.path().join("cut.stream");
-    std::fs::write(&file, &stream).unwrap();
+    let file = file_with(&dir, "cut.stream", &stream);
     for command in ["inspect", "verify"] {
         let out = xbzrle(&["stream", command, file.to_str().unwrap()]);
         assert!(!out.status.success());
@@ -357,8 +356,7 @@ fn xbzrle_bytes_count_what_qemu_counts() {
     let deltas_plus_3: u64 = deltas.iter().map(|d| d.2.len() as u64 + 3).sum();
     assert_ne!(qemu, deltas_plus_3, "the records name their blocks");
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("m.stream");
-    std::fs::write(&file, &stream).unwrap();
+    let file = file_with(&dir, "m.stream", &stream);
     let v: Value = serde_json::from_str(&ok(&[
         "stream",
         "inspect",
@@ -415,11 +413,7 @@ fn max_ram_refuses_larger_streams() {
     );
     let out = xbzrle(&["stream", "inspect", path, "--max-ram", "1X"]);
     assert_eq!(out.status.code(), Some(2), "a usage error");
-    assert!(
-        text(&out.stderr).contains("size suffix"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stderr_contains(&out, "size suffix");
 }
 
 #[test]
@@ -430,8 +424,7 @@ fn verify_dumps_unwritten_ram_as_holes() {
     let last = len - PAGE as u64;
     let (stream, _) = blocks_stream(&[("pc.ram", len)], &[(0, last, 0xab)], &[]);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("m.stream");
-    std::fs::write(&file, &stream).unwrap();
+    let file = file_with(&dir, "m.stream", &stream);
     let ram = dir.path().join("ram");
     let report = dir.path().join("v.json");
     ok(&[
@@ -468,8 +461,7 @@ fn dumps_of_blocks_never_share_a_file() {
     let pages: Vec<(usize, u64, u8)> = (0..names.len()).map(|b| (b, 0, b as u8 + 1)).collect();
     let (stream, _) = blocks_stream(&blocks, &pages, &[]);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("m.stream");
-    std::fs::write(&file, &stream).unwrap();
+    let file = file_with(&dir, "m.stream", &stream);
     let ram = dir.path().join("ram");
     let args = [
         "stream",
@@ -496,11 +488,7 @@ fn dumps_of_blocks_never_share_a_file() {
     }
     // Existing dumps are replaced only with --force.
     let out = xbzrle(&args);
-    assert!(
-        text(&out.stderr).contains("add --force"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stderr_contains(&out, "add --force");
     ok(&[&args[..], &["--force"]].concat());
 }
 
@@ -508,8 +496,7 @@ fn dumps_of_blocks_never_share_a_file() {
 fn rewrite_replaces_only_with_force_and_only_when_done() {
     let dir = tempfile::tempdir().unwrap();
     let (stream, guest) = migration(false);
-    let input = dir.path().join("in.stream");
-    std::fs::write(&input, &stream).unwrap();
+    let input = file_with(&dir, "in.stream", &stream);
     let input = input.to_str().unwrap();
     let other = dir.path().join("other.stream");
     let other = other.to_str().unwrap();
@@ -541,8 +528,7 @@ fn rewrite_replaces_only_with_force_and_only_when_done() {
     assert_eq!(std::fs::read(ram.join("pc.ram")).unwrap(), guest);
 
     // A stream that fails half-way leaves no OUT, and an existing one untouched.
-    let cut = dir.path().join("cut.stream");
-    std::fs::write(&cut, &stream[..stream.len() / 2]).unwrap();
+    let cut = file_with(&dir, "cut.stream", &stream[..stream.len() / 2]);
     let cut = cut.to_str().unwrap();
     let new = dir.path().join("new.stream");
     for (out, force) in [(new.to_str().unwrap(), false), (other, true)] {
@@ -563,22 +549,16 @@ fn rewrite_replaces_only_with_force_and_only_when_done() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     // OUT cannot be standard output: the report goes there.
     let run = xbzrle(&["stream", "rewrite", input, "-"]);
-    assert!(
-        text(&run.stderr).contains("OUT cannot be `-`"),
-        "{}",
-        text(&run.stderr)
-    );
+    assert_stderr_contains(&run, "OUT cannot be `-`");
 }
 
 #[test]
 fn json_files_are_replaced_only_with_force() {
     let dir = tempfile::tempdir().unwrap();
     let (stream, _) = migration(false);
-    let file = dir.path().join("m.stream");
-    std::fs::write(&file, &stream).unwrap();
+    let file = file_with(&dir, "m.stream", &stream);
     let file = file.to_str().unwrap();
-    let report = dir.path().join("r.json");
-    std::fs::write(&report, "old").unwrap();
+    let report = file_with(&dir, "r.json", b"old");
     let report = report.to_str().unwrap();
     let out = dir.path().join("out.stream");
     let out = out.to_str().unwrap();

@@ -1,69 +1,15 @@
 //! What happens when the allocator refuses memory at run time, simulated by a global
-//! allocator that fails large requests on the thread that asks it to. (The library itself
-//! has no `unsafe`; implementing `GlobalAlloc` for this test needs it.)
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+//! allocator that fails large requests on the thread that asks it to (the testkit's
+//! `LimitedAllocator`).
 
 use xbzrle_policy::{
     Action, Admission, CacheKind, ConfigError, PageCache, RawReason, Receiver, Replacement, Sender,
     SenderConfig,
 };
-
-thread_local! {
-    /// Requests of at least this many bytes fail on this thread.
-    static LIMIT: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-fn refused(size: usize) -> bool {
-    size >= LIMIT.try_with(Cell::get).unwrap_or(usize::MAX)
-}
-
-struct Limited;
-
-// SAFETY: every method forwards to `System` unchanged, or returns null (a valid "refused"
-// answer for all four methods).
-unsafe impl GlobalAlloc for Limited {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if refused(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if refused(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if refused(new_size) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use xbzrle_testkit::limited_alloc::{LimitedAllocator, with_limit};
 
 #[global_allocator]
-static ALLOCATOR: Limited = Limited;
-
-/// Runs `body` with allocations of `limit` bytes or more failing on this thread.
-fn with_limit<T>(limit: usize, body: impl FnOnce() -> T) -> T {
-    LIMIT.with(|l| l.set(limit));
-    let result = body();
-    LIMIT.with(|l| l.set(usize::MAX));
-    result
-}
+static ALLOCATOR: LimitedAllocator = LimitedAllocator;
 
 const PAGE: usize = 4096;
 /// 64 pages: the page data is one 256 KiB allocation, the metadata 2 KiB at most.

@@ -1,61 +1,15 @@
 //! A RAM chunk the allocator refuses is an error, not an abort: simulated by a global
-//! allocator that fails large requests on the thread that asks it to (as
-//! policy/tests/alloc_failure.rs does; the library itself has no `unsafe`).
+//! allocator that fails large requests on the thread that asks it to (the testkit's
+//! `LimitedAllocator`).
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use common::{Bytes, PAGE, RAM_ID};
 use xbzrle_stream::{ErrorKind, StreamReader};
-
-thread_local! {
-    /// Requests of at least this many bytes fail on this thread.
-    static LIMIT: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-fn refused(size: usize) -> bool {
-    size >= LIMIT.try_with(Cell::get).unwrap_or(usize::MAX)
-}
-
-struct Limited;
-
-// SAFETY: every method forwards to `System` unchanged, or returns null (a valid "refused"
-// answer for all four methods).
-unsafe impl GlobalAlloc for Limited {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if refused(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if refused(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if refused(new_size) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use xbzrle_testkit::limited_alloc::{LimitedAllocator, with_limit};
 
 #[global_allocator]
-static ALLOCATOR: Limited = Limited;
+static ALLOCATOR: LimitedAllocator = LimitedAllocator;
 
 #[test]
 fn a_refused_ram_chunk_is_an_out_of_memory_error() {
@@ -68,15 +22,15 @@ fn a_refused_ram_chunk_is_an_out_of_memory_error() {
     };
     // Created before the limit: the reader's 256 KiB input buffer.
     let mut reader = StreamReader::new(&bytes.0[..]);
-    LIMIT.with(|l| l.set(512 << 10));
-    let result = loop {
-        match reader.next_event() {
-            Ok(Some(_)) => {}
-            Ok(None) => break Ok(()),
-            Err(err) => break Err(err),
+    let result = with_limit(512 << 10, || {
+        loop {
+            match reader.next_event() {
+                Ok(Some(_)) => {}
+                Ok(None) => break Ok(()),
+                Err(err) => break Err(err),
+            }
         }
-    };
-    LIMIT.with(|l| l.set(usize::MAX));
+    });
     let err = result.expect_err("the chunk was refused");
     assert!(
         matches!(err.kind(), ErrorKind::OutOfMemory(bytes) if *bytes == 1 << 20),

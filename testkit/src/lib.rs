@@ -12,13 +12,16 @@
 //! * [`Rng`]: a tiny deterministic generator for structured test cases.
 //! * [`ReadLog`]: the bookkeeping of test doubles of guest memory that changes while it is
 //!   read (every byte read once, and what that read returned).
+//! * [`limited_alloc`]: a global allocator that refuses large requests on demand, for tests
+//!   of allocation failure (the only `unsafe` code here).
 //!
 //! `tests/qemu_vectors.rs` checks the canonical encoder and the decoder against the outputs
 //! recorded from QEMU (`codec/tests/data`), so a disagreement with the codec is the codec's.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod decode;
 pub mod encode;
+pub mod limited_alloc;
 mod reads;
 mod rng;
 pub mod uleb128;

@@ -19,6 +19,12 @@ pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Fails unless the command's standard error contains `needle` (and shows it if not).
+pub(crate) fn assert_stderr_contains(out: &Output, needle: &str) {
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
+}
+
 /// The JSON file at `path`.
 pub(crate) fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

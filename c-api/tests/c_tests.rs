@@ -1,12 +1,16 @@
 //! Builds the C tests, the C++ header check and the example with the `cc` crate
-//! (`-std=c99 -Wall -Wextra -Werror -pedantic`), links them against the `libxbzrle.a` cargo
+//! (`-std=c99 -Wall -Wextra -Werror -pedantic`), links them against the static library cargo
 //! built for this run, and runs them.
 
 mod common;
 
-use common::{crate_dir, library_dir};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use common::{crate_dir, library_dir};
+
+/// The static library as cargo names it (installed as `libxbzrle.a`).
+const STATIC_LIBRARY: &str = "libxbzrle_capi.a";
 
 /// Libraries the Rust standard library needs when linked statically
 /// (`rustc --print native-static-libs`).
@@ -30,7 +34,7 @@ fn build(name: &str, sources: &[&str], cpp: bool) -> PathBuf {
     let mut command = build.get_compiler().to_command();
     command.args(sources.iter().map(|s| crate_dir().join(s)));
     command.arg("-o").arg(&exe);
-    command.arg(library_dir().join("libxbzrle_capi.a"));
+    command.arg(library_dir().join(STATIC_LIBRARY));
     command.args(NATIVE_STATIC_LIBS);
     let status = command.status().expect("run the C compiler");
     let args: Vec<_> = command.get_args().collect();

@@ -4,9 +4,12 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::process::Command;
 
 use common::{crate_dir, library_dir};
-use std::process::Command;
+
+/// The shared library as cargo names it (installed as `libxbzrle.so`).
+const SHARED_LIBRARY: &str = "libxbzrle_capi.so";
 
 fn committed_header() -> String {
     std::fs::read_to_string(crate_dir().join("include/xbzrle.h")).expect("read include/xbzrle.h")
@@ -118,7 +121,7 @@ fn declared_functions(header: &str) -> BTreeSet<String> {
 
 #[test]
 fn shared_library_exports_exactly_the_header_functions() {
-    let lib = library_dir().join("libxbzrle.so");
+    let lib = library_dir().join(SHARED_LIBRARY);
     let output = Command::new("nm")
         .args(["-D", "--defined-only"])
         .arg(&lib)
@@ -141,7 +144,7 @@ fn shared_library_exports_exactly_the_header_functions() {
 
 #[test]
 fn shared_library_has_the_versioned_soname() {
-    let lib = library_dir().join("libxbzrle.so");
+    let lib = library_dir().join(SHARED_LIBRARY);
     let output = Command::new("readelf")
         .arg("-d")
         .arg(&lib)

@@ -1,4 +1,4 @@
-//! Shared by the integration tests: where `libxbzrle.so` / `libxbzrle.a` are.
+//! Shared by the integration tests: where the C library cargo built for this run is.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,7 +9,8 @@ pub(crate) fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Directory holding `libxbzrle.so` and `libxbzrle.a`, built for this test run.
+/// Directory holding the shared and static libraries, built for this test run under cargo's
+/// names (`libxbzrle_capi.so`, `.a`; `scripts/capi-install.sh` installs them as `libxbzrle`).
 ///
 /// Cargo does not build a cdylib/staticlib-only library for integration tests, so it is
 /// built here with a nested `cargo build` into its own target directory (the outer cargo

@@ -191,6 +191,46 @@ impl QemuMethod {
     }
 }
 
+/// The memory floor of saving a page at guest-RAM scale: the guest page and a cached copy
+/// (the slot a direct-mapped cache of the same size would use) are read, one word per cache
+/// line, and nothing else is done. Whatever compares a page with its cached copy loads at
+/// least these lines, so no method can be faster; the time shows how much of a save is
+/// waiting for memory.
+#[derive(Debug)]
+pub struct MemoryFloor {
+    cache: Vec<u8>,
+    slots: usize,
+}
+
+impl MemoryFloor {
+    /// A cache of `cache_bytes` (rounded down to a power of two of pages), every page
+    /// written once so that each one has its own memory (an untouched zeroed allocation
+    /// maps every page to one shared zero page).
+    pub fn new(cache_bytes: usize) -> Self {
+        let slots = 1 << (cache_bytes / PAGE).max(1).ilog2();
+        Self {
+            cache: vec![1; slots * PAGE],
+            slots,
+        }
+    }
+
+    /// Reads page `page` of `guest` and its cache slot; returns the sum of the words read.
+    fn read(&self, guest: &Guest, page: u64) -> u64 {
+        let slot = (page as usize) & (self.slots - 1);
+        let cached = &self.cache[slot * PAGE..][..PAGE];
+        let line_words = |bytes: &[u8]| {
+            bytes
+                .chunks_exact(LINE)
+                .map(|line| u64::from_le_bytes(line[..8].try_into().expect("8 bytes")))
+                .fold(0u64, u64::wrapping_add)
+        };
+        line_words(guest.page(page)).wrapping_add(line_words(cached))
+    }
+}
+
+/// Bytes of a CPU cache line.
+const LINE: usize = 64;
+
 fn header(out: &mut [u8], flag: u8, page: u64) {
     out[0] = flag;
     out[1..HEADER_LEN].copy_from_slice(&page.to_be_bytes());
@@ -201,6 +241,9 @@ fn raw(out: &mut [u8], page: u64, data: &[u8]) -> usize {
     out[HEADER_LEN..HEADER_LEN + PAGE].copy_from_slice(data);
     HEADER_LEN + PAGE
 }
+
+/// The name of QEMU's cache setup in [`setups`].
+pub const DIRECT_MAPPED: &str = "direct-mapped";
 
 /// The two sender setups measured: QEMU's (direct-mapped) and the recommended one
 /// (16-way set-associative, frequency replacement), both admitting after the bulk stage.
@@ -214,7 +257,7 @@ pub fn setups(cache_bytes: usize, shards: usize) -> [(&'static str, SenderConfig
             .with_shards(shards)
     };
     [
-        ("direct-mapped", config(CacheKind::DirectMapped)),
+        (DIRECT_MAPPED, config(CacheKind::DirectMapped)),
         (
             "16-way",
             config(CacheKind::SetAssociative {
@@ -240,6 +283,13 @@ pub enum Method {
     /// The project's sender, saving the pass as one batch (`Sender::save_pages`: the next
     /// page is prefetched while the current one is encoded).
     SenderBatch(Sender),
+    /// The memory floor, from `threads` threads (split as for the sender).
+    Floor {
+        /// The cache it reads.
+        floor: MemoryFloor,
+        /// Reading threads.
+        threads: usize,
+    },
 }
 
 impl Method {
@@ -248,10 +298,12 @@ impl Method {
         match self {
             Method::Qemu(q) => q.start_pass(),
             Method::Sender { sender, .. } | Method::SenderBatch(sender) => sender.start_pass(),
+            Method::Floor { .. } => {}
         }
     }
 
-    /// Saves `pages` of `guest` (ascending); returns the time taken and the record bytes.
+    /// Saves `pages` of `guest` (ascending); returns the time taken and the record bytes (0
+    /// for the floor, which writes none).
     pub fn save_pages(&mut self, guest: &Guest, pages: &[u64]) -> (Duration, u64) {
         let mut out = vec![0u8; HEADER_LEN + 3 + PAGE];
         let started = Instant::now();
@@ -271,45 +323,58 @@ impl Method {
                     .expect("send");
                 bytes
             }
-            Method::Sender { sender, threads: 1 } => pages
-                .iter()
-                .map(|&p| {
-                    sender
-                        .save_page(p, guest.page(p), &mut out)
-                        .expect("send")
-                        .record_len as u64
-                })
-                .sum(),
             Method::Sender { sender, threads } => {
-                let (sender, threads) = (&*sender, *threads);
-                std::thread::scope(|s| {
-                    let workers: Vec<_> = (0..threads)
-                        .map(|t| {
-                            s.spawn(move || {
-                                let mut out = vec![0u8; sender.max_record_len()];
-                                pages
-                                    .iter()
-                                    .filter(|&&p| p % threads as u64 == t as u64)
-                                    .map(|&p| {
-                                        sender
-                                            .save_page(p, guest.page(p), &mut out)
-                                            .expect("send")
-                                            .record_len
-                                            as u64
-                                    })
-                                    .sum::<u64>()
-                            })
+                let sender = &*sender;
+                split(pages, *threads, move |pages| {
+                    let mut out = vec![0u8; sender.max_record_len()];
+                    pages
+                        .map(|p| {
+                            let sent = sender.save_page(p, guest.page(p), &mut out);
+                            sent.expect("send").record_len as u64
                         })
-                        .collect();
-                    workers
-                        .into_iter()
-                        .map(|w| w.join().expect("saving thread"))
                         .sum()
                 })
+            }
+            Method::Floor { floor, threads } => {
+                let floor = &*floor;
+                let sum = split(pages, *threads, |pages| {
+                    pages.fold(0u64, |sum, p| sum.wrapping_add(floor.read(guest, p)))
+                });
+                std::hint::black_box(sum);
+                0
             }
         };
         (started.elapsed(), bytes)
     }
+}
+
+/// Runs `work` from `threads` threads, thread `t` on the pages `p` of `pages` with
+/// `p % threads == t`, and returns the sum of what they return (one thread: the caller's).
+fn split<W>(pages: &[u64], threads: usize, work: W) -> u64
+where
+    W: Fn(&mut dyn Iterator<Item = u64>) -> u64 + Sync,
+{
+    let share = |t: usize| {
+        pages
+            .iter()
+            .copied()
+            .filter(move |&p| p % threads as u64 == t as u64)
+    };
+    if threads == 1 {
+        return work(&mut share(0));
+    }
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let work = &work;
+                s.spawn(move || work(&mut share(t)))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("saving thread"))
+            .fold(0u64, u64::wrapping_add)
+    })
 }
 
 /// Brings every method to the steady state of a migration of `guest`: a bulk pass over all
@@ -319,8 +384,9 @@ pub fn warm_up(methods: &mut [Method], guest: &mut Guest) {
     let all: Vec<u64> = (0..guest.pages() as u64).collect();
     for method in methods.iter_mut() {
         method.start_pass();
-        // QEMU's bulk stage sends raw pages without touching its cache: nothing to model.
-        if !matches!(method, Method::Qemu(_)) {
+        // QEMU's bulk stage sends raw pages without touching its cache: nothing to model;
+        // the floor has no state.
+        if !matches!(method, Method::Qemu(_) | Method::Floor { .. }) {
             method.save_pages(guest, &all);
         }
     }

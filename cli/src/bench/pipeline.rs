@@ -3,7 +3,8 @@
 //! page of a pass is saved by QEMU's method (word-at-a-time encoder, and this project's
 //! encoder), by the sender from one thread page by page and as one batch
 //! (`Sender::save_pages`), and by the sender with two shards from one and from two
-//! threads. Passes are interleaved (each pass dirties the pages once, then every method
+//! threads; the memory floor (reading the guest page and a cached copy, nothing else) from
+//! one and from two threads shows how much of that time is waiting for memory. Passes are interleaved (each pass dirties the pages once, then every method
 //! saves them, in a rotating order), and the median pass gives the time per page.
 
 use std::path::PathBuf;
@@ -11,7 +12,8 @@ use std::path::PathBuf;
 use anyhow::bail;
 use serde::Serialize;
 use xbzrle_benches::pipeline::{
-    Guest, Method, PAGE, QemuEncoder, QemuMethod, measure_pass, setups, warm_up,
+    DIRECT_MAPPED, Guest, MemoryFloor, Method, PAGE, QemuEncoder, QemuMethod, measure_pass, setups,
+    warm_up,
 };
 use xbzrle_policy::Sender;
 
@@ -81,10 +83,10 @@ struct MethodResult {
     method: &'static str,
     /// Median nanoseconds per dirty page.
     ns_per_page: f64,
-    /// QEMU's method with its word encoder: its time over this one's (direct-mapped only).
-    speedup_vs_qemu_word: Option<f64>,
-    /// QEMU's method with `xbzrle::encode`: its time over this one's (direct-mapped only).
-    speedup_vs_qemu_library: Option<f64>,
+    /// QEMU's method with its word encoder: its time over this one's.
+    speedup_vs_qemu_word: f64,
+    /// QEMU's method with `xbzrle::encode`: its time over this one's.
+    speedup_vs_qemu_library: f64,
     /// Bytes of the records of the last measured pass.
     record_bytes: u64,
     /// The sender's cache misses over the whole run (QEMU's method does not count them).
@@ -118,81 +120,104 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
         format_size(args.cache),
         args.passes
     );
-    let mut results = Vec::new();
+    // Every method of both setups saves the same page versions in the same passes, so that
+    // the 16-way rows have in-process ratios too. QEMU's method (which only has QEMU's
+    // cache) and the floor are listed with the direct-mapped setup.
+    let mut named: Vec<(&str, &str, Method)> = vec![
+        (
+            DIRECT_MAPPED,
+            QEMU_WORD,
+            Method::Qemu(QemuMethod::new(cache, QemuEncoder::Word)),
+        ),
+        (
+            DIRECT_MAPPED,
+            QEMU_LIBRARY,
+            Method::Qemu(QemuMethod::new(cache, QemuEncoder::Library)),
+        ),
+    ];
+    for (name, threads) in [(FLOOR, 1), (FLOOR_TWO_THREADS, 2)] {
+        let floor = MemoryFloor::new(cache);
+        named.push((DIRECT_MAPPED, name, Method::Floor { floor, threads }));
+    }
     for ((setup, config), (_, two_shards)) in setups(cache, 1).into_iter().zip(setups(cache, 2)) {
-        let mut named: Vec<(&str, Method)> = Vec::new();
-        if setup == "direct-mapped" {
-            // QEMU's method only has QEMU's cache.
-            named.push((
-                QEMU_WORD,
-                Method::Qemu(QemuMethod::new(cache, QemuEncoder::Word)),
-            ));
-            named.push((
-                QEMU_LIBRARY,
-                Method::Qemu(QemuMethod::new(cache, QemuEncoder::Library)),
-            ));
-        }
-        named.push((
-            "sender",
-            Method::Sender {
-                sender: Sender::new(config.clone())?,
-                threads: 1,
-            },
-        ));
-        named.push(("sender, batch", Method::SenderBatch(Sender::new(config)?)));
-        named.push((
-            "sender, 2 shards, 1 thread",
-            Method::Sender {
-                sender: Sender::new(two_shards.clone())?,
-                threads: 1,
-            },
-        ));
-        named.push((
-            "sender, 2 shards, 2 threads",
-            Method::Sender {
-                sender: Sender::new(two_shards)?,
-                threads: 2,
-            },
-        ));
-        let (names, mut methods): (Vec<&str>, Vec<Method>) = named.into_iter().unzip();
-        let mut guest = Guest::new(ram, dirty, 0x9e57);
-        warm_up(&mut methods, &mut guest);
-        let mut ns_per_page = vec![Vec::new(); methods.len()];
-        let mut bytes_per_pass = vec![0; methods.len()];
-        for pass in 0..args.passes {
-            let results = measure_pass(&mut methods, &mut guest, pass);
-            for (i, (time, bytes)) in results.into_iter().enumerate() {
-                ns_per_page[i].push(time.as_nanos() as f64 / guest.dirty().len() as f64);
-                bytes_per_pass[i] = bytes;
-            }
-        }
-        let medians: Vec<f64> = ns_per_page.into_iter().map(median).collect();
-        let baseline = |name: &str| names.iter().position(|n| *n == name).map(|i| medians[i]);
-        let (word, library) = (baseline(QEMU_WORD), baseline(QEMU_LIBRARY));
-        let methods = names
-            .iter()
-            .zip(&methods)
-            .zip(medians.iter().zip(&bytes_per_pass))
-            .map(|((&method, saver), (&ns, &record_bytes))| MethodResult {
-                method,
-                ns_per_page: ns,
-                speedup_vs_qemu_word: word.map(|b| b / ns),
-                speedup_vs_qemu_library: library.map(|b| b / ns),
-                record_bytes,
-                cache_misses: match saver {
-                    Method::Sender { sender, .. } | Method::SenderBatch(sender) => {
-                        Some(sender.stats().xbzrle_cache.cache_miss)
-                    }
-                    Method::Qemu(_) => None,
+        let sender = |config| Sender::new(config);
+        named.extend([
+            (
+                setup,
+                "sender",
+                Method::Sender {
+                    sender: sender(config.clone())?,
+                    threads: 1,
                 },
-            })
-            .collect();
-        let result = SetupResult {
-            cache: setup,
-            methods,
+            ),
+            (setup, "sender, batch", Method::SenderBatch(sender(config)?)),
+            (
+                setup,
+                "sender, 2 shards, 1 thread",
+                Method::Sender {
+                    sender: sender(two_shards.clone())?,
+                    threads: 1,
+                },
+            ),
+            (
+                setup,
+                "sender, 2 shards, 2 threads",
+                Method::Sender {
+                    sender: sender(two_shards)?,
+                    threads: 2,
+                },
+            ),
+        ]);
+    }
+    let mut methods: Vec<Method> = Vec::with_capacity(named.len());
+    let mut labels = Vec::with_capacity(named.len());
+    for (setup, name, method) in named {
+        labels.push((setup, name));
+        methods.push(method);
+    }
+    let mut guest = Guest::new(ram, dirty, 0x9e57);
+    warm_up(&mut methods, &mut guest);
+    let mut ns_per_page = vec![Vec::new(); methods.len()];
+    let mut bytes_per_pass = vec![0; methods.len()];
+    for pass in 0..args.passes {
+        let results = measure_pass(&mut methods, &mut guest, pass);
+        for (i, (time, bytes)) in results.into_iter().enumerate() {
+            ns_per_page[i].push(time.as_nanos() as f64 / guest.dirty().len() as f64);
+            bytes_per_pass[i] = bytes;
+        }
+    }
+    let medians: Vec<f64> = ns_per_page.into_iter().map(median).collect();
+    let baseline = |name: &str| {
+        let i = labels.iter().position(|&(_, n)| n == name);
+        medians[i.expect("the baselines are measured")]
+    };
+    let (word, library) = (baseline(QEMU_WORD), baseline(QEMU_LIBRARY));
+    let mut results: Vec<SetupResult> = Vec::new();
+    for (i, &(setup, method)) in labels.iter().enumerate() {
+        let ns = medians[i];
+        let result = MethodResult {
+            method,
+            ns_per_page: ns,
+            speedup_vs_qemu_word: word / ns,
+            speedup_vs_qemu_library: library / ns,
+            record_bytes: bytes_per_pass[i],
+            cache_misses: match &methods[i] {
+                Method::Sender { sender, .. } | Method::SenderBatch(sender) => {
+                    Some(sender.stats().xbzrle_cache.cache_miss)
+                }
+                Method::Qemu(_) | Method::Floor { .. } => None,
+            },
         };
-        print_table(&result);
-        results.push(result);
+        match results.last_mut() {
+            Some(last) if last.cache == setup => last.methods.push(result),
+            _ => results.push(SetupResult {
+                cache: setup,
+                methods: vec![result],
+            }),
+        }
+    }
+    for result in &results {
+        print_table(result);
     }
     if let Some(path) = &args.json {
         let report = PipelineReport {
@@ -216,6 +241,9 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
 /// Names of the two baselines.
 const QEMU_WORD: &str = "QEMU's method, word encoder";
 const QEMU_LIBRARY: &str = "QEMU's method, xbzrle::encode";
+/// Names of the memory floor's rows.
+const FLOOR: &str = "memory floor (reads only)";
+const FLOOR_TWO_THREADS: &str = "memory floor, 2 threads";
 
 /// Prints the table of one cache setup.
 fn print_table(result: &SetupResult) {
@@ -224,7 +252,7 @@ fn print_table(result: &SetupResult) {
         "  {:<30} {:>8} {:>12} {:>11} {:>12}  cache misses",
         "method", "ns/page", "÷ QEMU word", "÷ QEMU lib", "record bytes"
     );
-    let ratio = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x"));
+    let ratio = |r: f64| format!("{r:.2}x");
     let count = |c: Option<u64>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
     for m in &result.methods {
         println!(

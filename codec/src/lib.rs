@@ -54,7 +54,7 @@ pub use encode::encode_compact;
 pub use encode::{encode, encode_update, max_delta_len};
 pub use encoded::Encoded;
 pub use kernel::{Kernel, KernelUnavailable, UnknownKernel};
-pub use source::{LivePage, PageSource};
+pub use source::{LivePage, PageSource, prefetch_slice};
 
 /// The examples of `README.md`, run as doctests.
 #[cfg(doctest)]

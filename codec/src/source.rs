@@ -44,6 +44,16 @@ pub trait PageSource {
     }
 }
 
+/// Asks the CPU to start loading the memory of `items` into its caches, because it will be
+/// read soon: what [`PageSource::prefetch`] does for a page, for any slice (a page cache's
+/// keys and metadata, looked up for the pages after the current one). Reads nothing and
+/// changes nothing.
+#[inline(always)]
+pub fn prefetch_slice<T>(items: &[T]) {
+    let bytes = core::mem::size_of_val(items);
+    prefetch_lines(items.as_ptr().cast(), bytes, 0, bytes);
+}
+
 /// Prefetches the cache lines of `ptr + at ..` `+ len`, clamped to `page_len` bytes from
 /// `ptr`. Only hints: a prefetch instruction never faults and reads nothing observable.
 #[inline(always)]

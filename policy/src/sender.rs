@@ -120,11 +120,22 @@ struct Shard {
 }
 
 /// Bytes of the next page, and of its cached copy, that a batch asks the CPU to load while
-/// it encodes the current page: half a page. Measured with `xbzrle bench --pipeline` (one
-/// process, passes interleaved): 0, 512, 1024, 2048 and 4096 bytes gave 981, 801, 721, 693
-/// and 751 ns per page on the direct-mapped cache, and 2048 was also the best of 0, 1024,
-/// 2048 and 4096 on the 16-way one.
-const PREFETCH_BYTES: usize = 2048;
+/// it works on the current page: half a page (the rest is asked for when the next page's
+/// own save starts). Chosen with `xbzrle bench --pipeline` (one process, passes
+/// interleaved): 2048 and 4096 were alike, and 2048 was the best of 0 to 4096 before the
+/// current page was prefetched whole.
+const PREFETCH_NEXT_BYTES: usize = 2048;
+
+/// What a batch has prefetched for the current page, and the pages it saves after it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Ahead {
+    /// Bytes of the current page and of its cached copy already asked for.
+    prefetched: usize,
+    /// The next page.
+    next: Option<u64>,
+    /// The page after the next one.
+    after: Option<u64>,
+}
 
 /// A value alone in its cache lines (128 bytes: adjacent-line prefetchers pair lines), so
 /// that threads working on neighbouring shards do not share a line.
@@ -379,7 +390,7 @@ impl Sender {
         data: &S,
         out: &mut [u8],
     ) -> Result<Sent, SaveError> {
-        self.save_page_before(page, data, out, None)
+        self.save_page_ahead(page, data, out, Ahead::default())
     }
 
     /// Saves several pages in the order given (a pass's dirty pages, in the order of the
@@ -423,15 +434,24 @@ impl Sender {
         I: IntoIterator<Item = (u64, S)>,
         F: FnMut(u64, Sent, &[u8]) -> ControlFlow<()>,
     {
-        let mut pages = pages.into_iter().peekable();
+        let mut pages = pages.into_iter();
+        let (mut next, mut after) = (pages.next(), pages.next());
         let mut saved = 0;
-        while let Some((page, data)) = pages.next() {
-            let next = pages.peek().map(|(next, next_data)| {
-                next_data.prefetch(0, PREFETCH_BYTES);
-                *next
-            });
-            let sent = self.save_page_before(page, &data, out, next)?;
+        // Bytes of the current page and of its cached copy already asked for.
+        let mut prefetched = 0;
+        while let Some((page, data)) = next {
+            (next, after) = (after, pages.next());
+            let ahead = Ahead {
+                prefetched,
+                next: next.as_ref().map(|(next, next_data)| {
+                    next_data.prefetch(0, PREFETCH_NEXT_BYTES);
+                    *next
+                }),
+                after: after.as_ref().map(|(after, _)| *after),
+            };
+            let sent = self.save_page_ahead(page, &data, out, ahead)?;
             saved += 1;
+            prefetched = PREFETCH_NEXT_BYTES;
             if sink(page, sent, &out[..sent.record_len]).is_break() {
                 break;
             }
@@ -439,14 +459,17 @@ impl Sender {
         Ok(saved)
     }
 
-    /// [`Sender::save_page`], prefetching the cached copy of page `next` if it is in the
-    /// same shard.
-    fn save_page_before<S: PageSource + ?Sized>(
+    /// [`Sender::save_page`]: asks the CPU to load the page and its cached copy at once,
+    /// past the bytes `ahead.prefetched` already asked for (the encoder then finds the lines
+    /// arriving instead of missing them one after the other), and for the pages of `ahead`
+    /// in the same shard, the start of the next one's cached copy and the lookup keys of the
+    /// one after.
+    fn save_page_ahead<S: PageSource + ?Sized>(
         &self,
         page: u64,
         data: &S,
         out: &mut [u8],
-        next: Option<u64>,
+        ahead: Ahead,
     ) -> Result<Sent, SaveError> {
         let len = data.len();
         if len != self.page_size {
@@ -455,13 +478,20 @@ impl Sender {
                 page_size: self.page_size,
             });
         }
+        let rest = len.saturating_sub(ahead.prefetched);
+        data.prefetch(ahead.prefetched, rest);
         self.process(page, out, self.max_record_len(), |shard, job, out| {
-            if let Some(next) = next
-                && self.shard_index(next) == self.shard_index(page)
-            {
-                shard
-                    .cache
-                    .prefetch(next >> self.shard_bits, PREFETCH_BYTES);
+            if job.stage != Stage::Bulk {
+                // The bulk stage sends the page raw: the cached copy is not read.
+                shard.cache.prefetch(job.key, ahead.prefetched, rest);
+            }
+            let same_shard = |p: &u64| self.shard_index(*p) == self.shard_index(page);
+            if let Some(after) = ahead.after.filter(same_shard) {
+                shard.cache.prefetch_lookup(after >> self.shard_bits);
+            }
+            if let Some(next) = ahead.next.filter(same_shard) {
+                let key = next >> self.shard_bits;
+                shard.cache.prefetch(key, 0, PREFETCH_NEXT_BYTES);
             }
             if job.stage == Stage::Bulk {
                 let cached = shard.cache.get(job.key).is_some();

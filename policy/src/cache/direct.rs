@@ -60,6 +60,12 @@ impl Placement for DirectMappedCache {
         self.slot(page).filter(|&s| self.slots.holds(s, page))
     }
 
+    fn prefetch_find(&self, page: u64) {
+        if let Some(slot) = self.slot(page) {
+            xbzrle::prefetch_slice(&self.slots.entries[slot..=slot]);
+        }
+    }
+
     fn record_hit(&mut self, slot: usize, generation: u64) {
         self.slots.entries[slot].age = generation;
     }

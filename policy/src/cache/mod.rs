@@ -99,12 +99,19 @@ pub trait PageCache: Send {
     }
     /// Drops the copy of `page`; returns whether there was one. Page data is not written.
     fn remove(&mut self, page: u64) -> bool;
-    /// Asks the CPU to start loading the first `bytes` of the cached copy of `page` (if it is
-    /// cached) into its caches, because it will be used soon: a batch of saves calls it for
-    /// the next page while it encodes the current one. Changes nothing; the provided
-    /// implementation does nothing.
-    fn prefetch(&self, page: u64, bytes: usize) {
-        let _ = (page, bytes);
+    /// Asks the CPU to start loading the bytes `at..at + len` (clamped to the page) of the
+    /// cached copy of `page`, if it is cached, and the slot's metadata into its caches,
+    /// because they will be used soon: the sender calls it for the page it saves and, in a
+    /// batch, for the next one. Changes nothing; the provided implementation does nothing.
+    fn prefetch(&self, page: u64, at: usize, len: usize) {
+        let _ = (page, at, len);
+    }
+    /// Asks the CPU to start loading what a lookup of `page` reads (its slot's metadata, or
+    /// its set's keys), because `page` is looked up soon: a batch of saves calls it for the
+    /// page after the next one, so that [`PageCache::prefetch`] of the next page does not
+    /// wait for memory. Changes nothing; the provided implementation does nothing.
+    fn prefetch_lookup(&self, page: u64) {
+        let _ = page;
     }
     /// Changes the budget to `bytes`, keeping the cached pages that still fit (on a
     /// conflict, the one the replacement rule values most; for the direct-mapped cache the

@@ -197,6 +197,12 @@ impl Placement for SetAssociativeCache {
             .map(|way| start + way)
     }
 
+    fn prefetch_find(&self, page: u64) {
+        if let Some(set) = self.set_range(page) {
+            xbzrle::prefetch_slice(&self.keys[set]);
+        }
+    }
+
     fn record_hit(&mut self, slot: usize, generation: u64) {
         self.touch(slot, generation, true);
     }

@@ -132,6 +132,9 @@ pub trait Placement: Send {
     /// The slot holding `page`, if it is cached.
     fn find(&self, page: u64) -> Option<usize>;
 
+    /// Prefetches what [`Placement::find`] reads for `page` ([`PageCache::prefetch_lookup`]).
+    fn prefetch_find(&self, page: u64);
+
     /// Records a hit on the valid slot `slot` in `generation` (its tag's age included).
     fn record_hit(&mut self, slot: usize, generation: u64);
 
@@ -216,9 +219,16 @@ impl<C: Placement> PageCache for C {
         self.relayout(bytes)
     }
 
-    fn prefetch(&self, page: u64, bytes: usize) {
+    fn prefetch(&self, page: u64, at: usize, len: usize) {
         if let Some(slot) = self.find(page) {
-            self.slots().pages.page(slot).prefetch(0, bytes);
+            let slots = self.slots();
+            // The slot's metadata too: a hit writes its age.
+            xbzrle::prefetch_slice(&slots.entries[slot..=slot]);
+            slots.pages.page(slot).prefetch(at, len);
         }
+    }
+
+    fn prefetch_lookup(&self, page: u64) {
+        self.prefetch_find(page);
     }
 }

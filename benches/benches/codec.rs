@@ -1,5 +1,6 @@
-//! Criterion benchmarks of the xbzrle codec: encode per kernel × pattern, decode against a
-//! run-by-run decoder, `encode_update` against copy + encode + copy, and memcmp / memcpy of
+//! Criterion benchmarks of the xbzrle codec: encode per kernel × pattern (and QEMU's AVX-512
+//! encoder method, `qemu-avx512`, where the CPU has AVX-512BW), decode against a run-by-run
+//! decoder, `encode_update` against copy + encode + copy, and memcmp / memcpy of
 //! the same pages as floors.
 //!
 //! Every group runs twice: `hot` on one page pair (in L1), `ws` cycling over a working set
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 use xbzrle::{Encoded, Kernel};
-use xbzrle_benches::{copy_encode_copy, run_by_run_decode};
+use xbzrle_benches::{copy_encode_copy, qemu_avx512, run_by_run_decode};
 use xbzrle_workloads::patterns::{PAGE_SIZE, PageSet, Pattern};
 
 /// Page pairs cycled by the `ws` groups: 2 × 4 MiB.
@@ -96,6 +97,17 @@ fn encode(c: &mut Criterion, label: &str, workloads: &[Workload]) {
                 let mut i = 0;
                 b.iter(|| {
                     let encoded = kernel.encode(set.old_page(i), set.new_page(i), &mut out);
+                    next_page(&mut i, set.len());
+                    encoded
+                })
+            });
+        }
+        // QEMU's AVX-512 encoder method, on CPUs that can run it.
+        if qemu_avx512::encode(set.old_page(0), set.new_page(0), &mut out).is_some() {
+            group.bench_function(format!("{}/qemu-avx512", workload.name), |b| {
+                let mut i = 0;
+                b.iter(|| {
+                    let encoded = qemu_avx512::encode(set.old_page(i), set.new_page(i), &mut out);
                     next_page(&mut i, set.len());
                     encoded
                 })

@@ -6,8 +6,10 @@
 //!   encode it against the cached copy, copy it into the cache);
 //!   [`xbzrle::Kernel::encode_update`] does the same work in one pass.
 //! * [`pipeline`]: the whole sender at guest-RAM scale against QEMU's method.
+//! * [`qemu_avx512`]: QEMU's AVX-512 encoder method, which the kernels are judged against.
 
 pub mod pipeline;
+pub mod qemu_avx512;
 
 use xbzrle::{Encoded, Kernel, KernelUnavailable};
 use xbzrle_testkit::uleb128;

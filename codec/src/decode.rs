@@ -78,18 +78,16 @@ pub fn decode(delta: &[u8], page: &mut [u8]) -> Result<usize, DecodeError> {
 /// QEMU. [`decode`] leaves the page untouched instead.
 ///
 /// Short pairs (a 1- or 2-byte unchanged-run length and a changed run of 1 to 127 bytes)
-/// take a fast path: the lengths are read without the general ULEB128 loop, from a
-/// fixed-size window while enough input remains, and runs of up to 16 bytes are written with
-/// two overlapping fixed-size moves instead of a `memcpy` call. A pair the fast path does
+/// take a fast path: the lengths are read without the general ULEB128 loop, three bytes at
+/// once, and runs of up to 16 bytes are written with two overlapping fixed-size moves
+/// instead of a `memcpy` call. A pair the fast path does
 /// not prove valid goes through the general path, so the verdict, the error and the page are
 /// those of the plain decoder.
 pub fn decode_partial(delta: &[u8], page: &mut [u8]) -> Result<usize, DecodeError> {
-    let (mut i, mut d) = (0, 0);
+    let (mut i, mut d) = fast_pairs(delta, 0, 0, page);
     while i < delta.len() {
+        (i, d) = general_pair(delta, i, d, page)?;
         (i, d) = fast_pairs(delta, i, d, page);
-        if i < delta.len() {
-            (i, d) = general_pair(delta, i, d, page)?;
-        }
     }
     Ok(d)
 }
@@ -108,10 +106,6 @@ fn general_pair(
     })
 }
 
-/// Bytes the fast path reads at once from the start of a pair: at most 3 of lengths, then
-/// a run of up to 16 bytes.
-const WINDOW: usize = 3 + 16;
-
 /// The fast path: applies the pairs from delta offset `i` (page offset `d`) up to the end
 /// of the delta or the first pair it declines, and returns the offsets after the last pair
 /// applied.
@@ -123,65 +117,34 @@ const WINDOW: usize = 3 + 16;
 /// follows), for any page length. A declined pair has not been written; the general path
 /// then gives the verdict.
 ///
-/// While [`WINDOW`] bytes remain, a pair is read from a fixed-size window, so that a run of
-/// at most 16 bytes surely has its data inside the delta; the last pairs check every field
-/// against the end of the delta.
+/// One loop, one bounds check per field: the three bytes that can hold both lengths are
+/// read at once, and the offset of the next pair is one add of the loaded length.
 #[inline(always)]
-fn fast_pairs(delta: &[u8], i: usize, mut d: usize, page: &mut [u8]) -> (usize, usize) {
+fn fast_pairs(delta: &[u8], mut i: usize, mut d: usize, page: &mut [u8]) -> (usize, usize) {
     let page_len = page.len();
-    let Some(mut rest) = delta.get(i..) else {
-        return (i, d);
-    };
-    // Only the first pair of the delta may have an unchanged run of length 0.
-    let mut zero_ok = i == 0;
-    // Applies the pair of lengths `$zrun` and `$n` whose data starts at `$data_at` in
-    // `rest`, `$data_fits` telling whether it lies inside the delta, and goes on with the
-    // next pair; leaves the loop when the fast path declines the pair. Expanded once per
-    // shape of lengths, so that the offset of the next pair is one add of the loaded length.
-    macro_rules! short_pair {
-        ($zrun:expr, $n:expr, $data_at:literal, $data_fits:expr) => {{
-            let (zrun, n): (usize, usize) = ($zrun, $n);
-            if zrun == 0 && !zero_ok {
-                break;
-            }
-            // `d <= page_len` and `zrun < 2^14`: no overflow.
-            let at = d + zrun;
-            if n.wrapping_sub(1) >= 0x7f || at + n > page_len || !$data_fits($data_at, n) {
-                break;
-            }
-            copy_run(&mut page[at..at + n], &rest[$data_at..$data_at + n]);
-            rest = &rest[$data_at + n..];
-            d = at + n;
-            zero_ok = false;
-        }};
-    }
-    while let Some(w) = rest.first_chunk::<WINDOW>() {
-        // A run of up to 16 bytes has its data inside the window.
-        let fits = |data_at: usize, n: usize| n <= 16 || rest.len() >= data_at + n;
-        if w[0] < 0x80 {
-            short_pair!(usize::from(w[0]), usize::from(w[1]), 2, fits);
-        } else if w[1] < 0x80 {
-            let zrun = usize::from(w[0] & 0x7f) | usize::from(w[1]) << 7;
-            short_pair!(zrun, usize::from(w[2]), 3, fits);
+    // Where the next run may start: anywhere for the first pair of the delta, past the end
+    // of the run before otherwise (only the first pair may have an unchanged run of 0; every
+    // pair before has a changed run of at least 1 byte, so `d > 0` when `i > 0`).
+    let mut min_at = if i == 0 { 0 } else { d + 1 };
+    while let Some(&[b0, b1, b2]) = delta.get(i..).and_then(<[u8]>::first_chunk) {
+        let (zrun, n, data_at) = if b0 < 0x80 {
+            (usize::from(b0), usize::from(b1), i + 2)
+        } else if b1 < 0x80 {
+            let zrun = usize::from(b0 & 0x7f) | usize::from(b1) << 7;
+            (zrun, usize::from(b2), i + 3)
         } else {
             break;
+        };
+        // `d <= page_len`, `zrun < 2^14`, `n < 2^8`, `i < delta.len()`: no overflow.
+        let (at, data_end) = (d + zrun, data_at + n);
+        if at < min_at || n.wrapping_sub(1) >= 0x7f || at + n > page_len || data_end > delta.len() {
+            break;
         }
+        copy_run(&mut page[at..at + n], &delta[data_at..data_end]);
+        (i, d) = (data_end, at + n);
+        min_at = d + 1;
     }
-    loop {
-        match *rest {
-            [b0, n, ..] if b0 < 0x80 => {
-                let fits = |data_at: usize, n: usize| rest.len() >= data_at + n;
-                short_pair!(usize::from(b0), usize::from(n), 2, fits);
-            }
-            [b0, b1, n, ..] if b1 < 0x80 => {
-                let fits = |data_at: usize, n: usize| rest.len() >= data_at + n;
-                let zrun = usize::from(b0 & 0x7f) | usize::from(b1) << 7;
-                short_pair!(zrun, usize::from(n), 3, fits);
-            }
-            _ => break,
-        }
-    }
-    (delta.len() - rest.len(), d)
+    (i, d)
 }
 
 /// `dst.copy_from_slice(src)` (same length, at least 1): up to 16 bytes with two

@@ -37,19 +37,21 @@ struct Output<'a> {
 
 impl Output<'_> {
     /// Writes `value` (below 2^14) as a 1- or 2-byte ULEB128 length.
+    #[inline(always)]
     fn length(&mut self, value: usize) -> Option<()> {
-        let (bytes, used) = if value < 0x80 {
-            ([value as u8, 0], 1)
+        if value < 0x80 {
+            *self.out.get_mut(self.len)? = value as u8;
+            self.len += 1;
         } else {
-            ([value as u8 | 0x80, (value >> 7) as u8], 2)
-        };
-        let dst = self.out.get_mut(self.len..self.len + used)?;
-        dst.copy_from_slice(&bytes[..used]);
-        self.len += used;
+            let [low, high] = self.out.get_mut(self.len..)?.first_chunk_mut()?;
+            (*low, *high) = (value as u8 | 0x80, (value >> 7) as u8);
+            self.len += 2;
+        }
         Some(())
     }
 
     /// Writes the changed run `bytes`: its length, then the bytes.
+    #[inline(always)]
     fn changed_run(&mut self, bytes: &[u8]) -> Option<()> {
         self.length(bytes.len())?;
         let dst = self.out.get_mut(self.len..self.len + bytes.len())?;
@@ -66,6 +68,21 @@ impl Output<'_> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn encode_avx512(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
+    // SAFETY: the caller guarantees the CPU features this function enables.
+    match unsafe { delta_avx512(old, new, out) } {
+        None => Encoded::Overflow,
+        Some(0) => Encoded::Unchanged,
+        Some(len) => Encoded::Delta(len),
+    }
+}
+
+/// The delta's length, or `None` when it does not fit in `out`.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn delta_avx512(old: &[u8], new: &[u8], out: &mut [u8]) -> Option<usize> {
     use std::arch::x86_64::{_mm512_cmpeq_epi8_mask, _mm512_maskz_loadu_epi8};
 
     let len = old.len();
@@ -74,56 +91,49 @@ unsafe fn encode_avx512(old: &[u8], new: &[u8], out: &mut [u8]) -> Encoded {
     // run that starts writes the unchanged run before it, 0 at the start of the page.
     let (mut zrun, mut nzrun) = (0usize, 0usize);
     let mut at = 0;
-    let result = (|| {
-        while at < len {
-            let n = (len - at).min(64);
-            let valid = if n == 64 { u64::MAX } else { (1 << n) - 1 };
-            // SAFETY: AVX-512BW is enabled for this function; the masked loads read only
-            // the `n` bytes at `at` of each page, which lie inside the pages.
-            let a = unsafe { _mm512_maskz_loadu_epi8(valid, old[at..].as_ptr().cast()) };
-            // SAFETY: as above, for the new page.
-            let b = unsafe { _mm512_maskz_loadu_epi8(valid, new[at..].as_ptr().cast()) };
-            let equal = _mm512_cmpeq_epi8_mask(a, b) & valid;
-            if equal == valid && nzrun == 0 {
-                zrun += n;
-            } else if equal == 0 && nzrun > 0 {
-                nzrun += n;
-            } else {
-                // Run by run inside the block.
-                let mut pos = 0;
-                while pos < n {
-                    let rest = equal >> pos;
-                    if rest & 1 == 1 {
-                        if nzrun > 0 {
-                            output.changed_run(&new[at + pos - nzrun..at + pos])?;
-                            nzrun = 0;
-                        }
-                        let k = (rest.trailing_ones() as usize).min(n - pos);
-                        zrun += k;
-                        pos += k;
-                    } else {
-                        if nzrun == 0 {
-                            output.length(zrun)?;
-                            zrun = 0;
-                        }
-                        let k = (rest.trailing_zeros() as usize).min(n - pos);
-                        nzrun += k;
-                        pos += k;
+    while at < len {
+        let n = (len - at).min(64);
+        let valid = if n == 64 { u64::MAX } else { (1 << n) - 1 };
+        // SAFETY: AVX-512BW is enabled for this function; the masked loads read only the
+        // `n` bytes at `at` of each page, which lie inside the pages.
+        let a = unsafe { _mm512_maskz_loadu_epi8(valid, old[at..].as_ptr().cast()) };
+        // SAFETY: as above, for the new page.
+        let b = unsafe { _mm512_maskz_loadu_epi8(valid, new[at..].as_ptr().cast()) };
+        let equal = _mm512_cmpeq_epi8_mask(a, b) & valid;
+        if equal == valid && nzrun == 0 {
+            zrun += n;
+        } else if equal == 0 && nzrun > 0 {
+            nzrun += n;
+        } else {
+            // Run by run inside the block.
+            let mut pos = 0;
+            while pos < n {
+                let rest = equal >> pos;
+                if rest & 1 == 1 {
+                    if nzrun > 0 {
+                        output.changed_run(&new[at + pos - nzrun..at + pos])?;
+                        nzrun = 0;
                     }
+                    let k = (rest.trailing_ones() as usize).min(n - pos);
+                    zrun += k;
+                    pos += k;
+                } else {
+                    if nzrun == 0 {
+                        output.length(zrun)?;
+                        zrun = 0;
+                    }
+                    let k = (rest.trailing_zeros() as usize).min(n - pos);
+                    nzrun += k;
+                    pos += k;
                 }
             }
-            at += n;
         }
-        if nzrun > 0 {
-            output.changed_run(&new[len - nzrun..])?;
-        }
-        Some(())
-    })();
-    match result {
-        None => Encoded::Overflow,
-        Some(()) if output.len == 0 => Encoded::Unchanged,
-        Some(()) => Encoded::Delta(output.len),
+        at += n;
     }
+    if nzrun > 0 {
+        output.changed_run(&new[len - nzrun..])?;
+    }
+    Some(output.len)
 }
 
 #[cfg(test)]

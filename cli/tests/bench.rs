@@ -22,6 +22,14 @@ fn assert_fields(object: &Value, names: &[&str]) {
     assert_eq!(got, want, "fields of {object}");
 }
 
+/// Whether this CPU runs QEMU's AVX-512 encoder method.
+fn has_avx512bw() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512bw");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// The seed of the bench's synthetic page pairs.
 const SEED: u64 = 0x5eed;
 
@@ -116,13 +124,17 @@ fn quick_run_prints_the_table_and_writes_the_json() {
         assert_eq!(workload["overflows"], u64::from(overflows), "{name}");
         assert_eq!(workload["unchanged"], u64::from(unchanged), "{name}");
 
-        // A row per kernel, then the decoder (timed only when every pair has a delta),
-        // memcmp and memcpy.
+        // A row per kernel, QEMU's AVX-512 encoder method where the CPU runs it, then the
+        // decoder and QEMU's decoder method (timed only when every pair has a delta), memcmp
+        // and memcpy.
         let rows = workload["results"].as_array().unwrap();
         let mut want: Vec<(&str, Option<&str>)> =
             kernels.iter().map(|&k| ("encode", Some(k))).collect();
+        if has_avx512bw() {
+            want.push(("qemu-avx512-encode", None));
+        }
         if !overflows && !unchanged {
-            want.push(("decode", None));
+            want.extend([("decode", None), ("qemu-decode", None)]);
         }
         want.extend([("memcmp", None), ("memcpy", None)]);
         let got: Vec<(&str, Option<&str>)> = rows
@@ -149,11 +161,12 @@ fn quick_run_prints_the_table_and_writes_the_json() {
                 (gb_per_s * ns / PAGE_SIZE as f64 - 1.0).abs() < 1e-9,
                 "{row}"
             );
-            let is_encode = row["operation"] == "encode";
+            let operation = row["operation"].as_str().unwrap();
+            let is_encode = operation.ends_with("encode");
             assert_eq!(row["speedup_vs_baseline_kernel"].is_number(), is_encode);
             assert_eq!(
                 row["time_vs_floor"].is_number(),
-                is_encode || row["operation"] == "decode"
+                is_encode || operation.ends_with("decode")
             );
             if row["kernel"] == "word" {
                 assert_eq!(row["speedup_vs_baseline_kernel"], 1.0);
@@ -180,9 +193,13 @@ fn quick_run_prints_the_table_and_writes_the_json() {
     let mut labels: Vec<String> = kernels.iter().map(|k| format!("encode {k}")).collect();
     labels.extend(
         [
+            "encode qemu-avx512",
+            &format!("{best} vs qemu-avx512"),
             "memcmp (floor)",
             &format!("{best} / memcmp"),
             "decode",
+            "decode qemu method",
+            "decode vs qemu method",
             "memcpy (floor)",
             "decode / memcpy",
             "mean delta bytes",
@@ -194,10 +211,37 @@ fn quick_run_prints_the_table_and_writes_the_json() {
             .iter()
             .find(|l| l.starts_with(&format!("{label:<22} ")))
             .unwrap_or_else(|| panic!("no line {label:?} in\n{table}"));
-        // A cell per workload; an encoder's cell is "GB/s xN".
-        let cells = line[22..].split_whitespace().count();
+        // A cell per workload ("-" where not timed); an encoder's cell is "GB/s xN".
+        let cells: Vec<&str> = line[22..].split_whitespace().collect();
+        let timed = cells.iter().filter(|&&c| c != "-").count();
         let per_cell = if label.starts_with("encode") { 2 } else { 1 };
-        assert_eq!(cells, per_cell * names.len(), "{line}");
+        assert_eq!(
+            cells.len() - timed + timed / per_cell,
+            names.len(),
+            "{line}"
+        );
+        // Every cell of a line that compares with QEMU's method is its time over ours.
+        if label.ends_with(" vs qemu-avx512") || label.ends_with(" vs qemu method") {
+            let (ours, qemu) = if label.starts_with("decode") {
+                (("decode", None), ("qemu-decode", None))
+            } else {
+                (("encode", Some(best)), ("qemu-avx512-encode", None))
+            };
+            for (cell, workload) in cells.iter().zip(workloads) {
+                let ns = |(operation, kernel): (&str, Option<&str>)| {
+                    let rows = workload["results"].as_array().unwrap();
+                    let row = rows
+                        .iter()
+                        .find(|r| r["operation"] == operation && r["kernel"].as_str() == kernel);
+                    row.map(|r| r["ns_per_page"].as_f64().unwrap())
+                };
+                let want = match (ns(ours), ns(qemu)) {
+                    (Some(ours), Some(qemu)) => format!("{:.2}", qemu / ours),
+                    _ => "-".to_owned(),
+                };
+                assert_eq!(*cell, want, "{line}");
+            }
+        }
     }
     let means: Vec<String> = workloads
         .iter()

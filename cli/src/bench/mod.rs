@@ -1,7 +1,8 @@
 //! `xbzrle bench`: the hardware benchmark. For every kernel the CPU supports and every
 //! page pattern (plus real snapshot pages), it measures encode and decode speed and puts it
-//! next to the word-at-a-time kernel and to memcmp / memcpy of the same pages, all measured
-//! in the same run: the ratios are what compares across machines.
+//! next to the word-at-a-time kernel (QEMU's scalar method), QEMU's AVX-512 encoder method,
+//! QEMU's decoder method and memcmp / memcpy of the same pages, all measured in the same
+//! run: the ratios are what compares across machines.
 //!
 //! Method: each case runs batches of page operations cycling over its page pairs; the
 //! repetitions of all cases are interleaved (so a noisy moment hits every case alike) and
@@ -17,6 +18,8 @@ use anyhow::{Context, bail};
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 use xbzrle::{Encoded, Kernel};
+use xbzrle_benches::qemu_avx512;
+use xbzrle_benches::run_by_run_decode;
 use xbzrle_workloads::patterns::{PAGE_SIZE, PageSet, Pattern};
 
 /// Arguments of `xbzrle bench`.
@@ -258,8 +261,14 @@ fn summarize(workload: &Workload, kernels: &[Kernel]) -> anyhow::Result<Summary>
 enum Operation {
     /// Canonical encode with this kernel.
     Encode(Kernel),
+    /// QEMU's AVX-512 encoder method (`xbzrle_benches::qemu_avx512`), where the CPU has
+    /// AVX-512BW: the baseline of the best kernel.
+    QemuAvx512Encode,
     /// `xbzrle::decode_partial` in place (QEMU's single pass).
     Decode,
+    /// QEMU's decoder method: one `memcpy` per changed run
+    /// (`xbzrle_benches::run_by_run_decode`), the baseline of the decoder.
+    QemuDecode,
     /// `==` of a page with an equal copy: the floor for encoding identical pages.
     Memcmp,
     /// `copy_from_slice` of a page: the floor for decoding.
@@ -267,11 +276,13 @@ enum Operation {
 }
 
 impl Operation {
-    /// `encode`, `decode`, `memcmp` or `memcpy`.
+    /// `encode`, `qemu-avx512-encode`, `decode`, `qemu-decode`, `memcmp` or `memcpy`.
     fn name(self) -> &'static str {
         match self {
             Operation::Encode(_) => "encode",
+            Operation::QemuAvx512Encode => "qemu-avx512-encode",
             Operation::Decode => "decode",
+            Operation::QemuDecode => "qemu-decode",
             Operation::Memcmp => "memcmp",
             Operation::Memcpy => "memcpy",
         }
@@ -329,19 +340,45 @@ fn add_cases<'a>(
             }),
         });
     }
-    if let Some(deltas) = summary.deltas.clone() {
-        let mut pages = set.clone();
+    let mut out = vec![0u8; PAGE_SIZE];
+    if qemu_avx512::encode(set.old_page(0), set.new_page(0), &mut out).is_some() {
         cases.push(Case {
             workload: index,
-            operation: Operation::Decode,
+            operation: Operation::QemuAvx512Encode,
             run: Box::new(move |n| {
-                let pages = pages.old_pages_mut();
                 cycle(set, n, |i| {
-                    let page = &mut pages[i * PAGE_SIZE..(i + 1) * PAGE_SIZE];
-                    black_box(xbzrle::decode_partial(black_box(&deltas[i]), page)).ok();
+                    let result = qemu_avx512::encode(
+                        black_box(set.old_page(i)),
+                        black_box(set.new_page(i)),
+                        &mut out,
+                    );
+                    black_box(result);
                 })
             }),
         });
+    }
+    if let Some(deltas) = &summary.deltas {
+        type Decoder = fn(&[u8], &mut [u8]) -> Option<usize>;
+        let decoders: [(Operation, Decoder); 2] = [
+            (Operation::Decode, |delta, page| {
+                xbzrle::decode_partial(delta, page).ok()
+            }),
+            (Operation::QemuDecode, run_by_run_decode),
+        ];
+        for (operation, decode) in decoders {
+            let (mut pages, deltas) = (set.clone(), deltas.clone());
+            cases.push(Case {
+                workload: index,
+                operation,
+                run: Box::new(move |n| {
+                    let pages = pages.old_pages_mut();
+                    cycle(set, n, |i| {
+                        let page = &mut pages[i * PAGE_SIZE..(i + 1) * PAGE_SIZE];
+                        black_box(decode(black_box(&deltas[i]), page));
+                    })
+                }),
+            });
+        }
     }
     // An equal copy of the new pages, in its own buffer like the old pages.
     let mut copy = set.clone();
@@ -639,7 +676,8 @@ impl Report {
             settings.repetitions
         ));
         line(format!(
-            "cells: GB/s, and for encoders (xN) = speedup over the {} kernel; ratios: time / floor time",
+            "cells: GB/s, and for encoders (xN) = speedup over the {} kernel; ratios: time / floor \
+             time; vs: QEMU's method's time / ours",
             self.baseline_kernel
         ));
         line(String::new());
@@ -665,6 +703,24 @@ impl Report {
                 Some(format!("{:.2}{speedup}", timed.gb_per_s))
             });
         }
+        row("encode qemu-avx512".to_owned(), &|w| {
+            let timed = w.find(Operation::QemuAvx512Encode)?;
+            let speedup = timed
+                .speedup_vs_baseline_kernel
+                .map_or_else(String::new, |s| format!(" x{s:.2}"));
+            Some(format!("{:.2}{speedup}", timed.gb_per_s))
+        });
+        // How many times faster than QEMU's method: its time over ours.
+        let versus = |ours, qemu| {
+            move |w: &WorkloadResult| {
+                let ratio = w.find(qemu)?.ns_per_page / w.find(ours)?.ns_per_page;
+                Some(format!("{ratio:.2}"))
+            }
+        };
+        row(
+            format!("{best} vs qemu-avx512"),
+            &versus(Operation::Encode(best), Operation::QemuAvx512Encode),
+        );
         let speed = |operation| {
             move |w: &WorkloadResult| w.find(operation).map(|r| format!("{:.2}", r.gb_per_s))
         };
@@ -677,6 +733,14 @@ impl Report {
         row("memcmp (floor)".to_owned(), &speed(Operation::Memcmp));
         row(format!("{best} / memcmp"), &floor(Operation::Encode(best)));
         row("decode".to_owned(), &speed(Operation::Decode));
+        row(
+            "decode qemu method".to_owned(),
+            &speed(Operation::QemuDecode),
+        );
+        row(
+            "decode vs qemu method".to_owned(),
+            &versus(Operation::Decode, Operation::QemuDecode),
+        );
         row("memcpy (floor)".to_owned(), &speed(Operation::Memcpy));
         row("decode / memcpy".to_owned(), &floor(Operation::Decode));
         row("mean delta bytes".to_owned(), &|w| {
@@ -709,8 +773,10 @@ fn rows(timed: &[(Operation, f64)], baseline: Kernel) -> Vec<Row> {
         .iter()
         .map(|&(operation, ns)| {
             let (speedup, floor) = match operation {
-                Operation::Encode(_) => (baseline.map(|b| b / ns), memcmp.map(|f| ns / f)),
-                Operation::Decode => (None, memcpy.map(|f| ns / f)),
+                Operation::Encode(_) | Operation::QemuAvx512Encode => {
+                    (baseline.map(|b| b / ns), memcmp.map(|f| ns / f))
+                }
+                Operation::Decode | Operation::QemuDecode => (None, memcpy.map(|f| ns / f)),
                 Operation::Memcmp | Operation::Memcpy => (None, None),
             };
             Row {

@@ -6,7 +6,7 @@ use core::arch::x86_64::{
     _mm256_setzero_si256, _mm256_storeu_si256, _mm256_testz_si256, _mm256_xor_si256,
 };
 
-simd_entry_points!(Avx2, "avx2", x86_has);
+simd_entry_points!(Avx2, ["avx2", "popcnt"], x86_has);
 
 /// A block in two AVX2 registers.
 #[derive(Clone, Copy)]

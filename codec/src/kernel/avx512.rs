@@ -7,7 +7,7 @@ use core::arch::x86_64::{
     _mm512_testn_epi8_mask, _mm512_xor_si512,
 };
 
-simd_entry_points!(Avx512, "avx512bw", x86_has);
+simd_entry_points!(Avx512, ["avx512bw", "popcnt"], x86_has);
 
 /// A block in one AVX-512 register.
 #[derive(Clone, Copy)]

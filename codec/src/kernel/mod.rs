@@ -50,16 +50,16 @@ macro_rules! aarch64_has {
 }
 
 /// The `#[target_feature]` entry points of a SIMD kernel module, generated from its block
-/// type `$block`, its feature `$feature` and the detection macro `$has` (`x86_has` or
-/// `aarch64_has`): `is_available()`, and the unsafe `encode` and `encode_update`, which run
-/// the algorithm of `generic.rs` over `$block` and require the feature.
+/// type `$block`, its features `[$feature, ...]` and the detection macro `$has` (`x86_has`
+/// or `aarch64_has`): `is_available()`, and the unsafe `encode` and `encode_update`, which
+/// run the algorithm of `generic.rs` over `$block` and require the features.
 #[allow(unused_macros, reason = "unused on architectures without SIMD kernels")]
 macro_rules! simd_entry_points {
-    ($block:ident, $feature:tt, $has:ident) => {
+    ($block:ident, [$($feature:tt),+], $has:ident) => {
         /// Whether the CPU supports this kernel.
         #[inline]
         pub(super) fn is_available() -> bool {
-            $has!($feature)
+            $($has!($feature))&&+
         }
 
         /// Canonical encode.
@@ -67,7 +67,7 @@ macro_rules! simd_entry_points {
         /// # Safety
         /// The CPU supports this kernel ([`is_available`]); the lengths passed
         /// `check_lengths`.
-        #[target_feature(enable = $feature)]
+        #[target_feature($(enable = $feature),+)]
         pub(super) unsafe fn encode(
             old: &[u8],
             new: &[u8],
@@ -81,7 +81,7 @@ macro_rules! simd_entry_points {
         ///
         /// # Safety
         /// As for [`encode`].
-        #[target_feature(enable = $feature)]
+        #[target_feature($(enable = $feature),+)]
         pub(super) unsafe fn encode_update<S: $crate::PageSource + ?Sized>(
             cached: &mut [u8],
             new: &S,
@@ -454,13 +454,14 @@ mod tests {
     fn x86_availability_follows_the_cpu() {
         assert!(Kernel::Sse2.is_available());
         assert!(!Kernel::Neon.is_available());
+        let popcnt = std::arch::is_x86_feature_detected!("popcnt");
         assert_eq!(
             Kernel::Avx2.is_available(),
-            std::arch::is_x86_feature_detected!("avx2")
+            std::arch::is_x86_feature_detected!("avx2") && popcnt
         );
         assert_eq!(
             Kernel::Avx512.is_available(),
-            std::arch::is_x86_feature_detected!("avx512bw")
+            std::arch::is_x86_feature_detected!("avx512bw") && popcnt
         );
     }
 

@@ -12,7 +12,7 @@ use core::arch::aarch64::{
     vpaddq_u8, vpmaxq_u8, vreinterpretq_u8_u64, vreinterpretq_u64_u8, vst1q_u8,
 };
 
-simd_entry_points!(Neon, "neon", aarch64_has);
+simd_entry_points!(Neon, ["neon"], aarch64_has);
 
 /// A block in four NEON registers.
 #[derive(Clone, Copy)]

@@ -6,7 +6,7 @@ use core::arch::x86_64::{
     _mm_storeu_si128, _mm_xor_si128,
 };
 
-simd_entry_points!(Sse2, "sse2", x86_has);
+simd_entry_points!(Sse2, ["sse2"], x86_has);
 
 /// A block in four SSE2 registers.
 #[derive(Clone, Copy)]

@@ -227,9 +227,9 @@ pub enum Kernel {
     Word,
     /// SSE2, x86-64: a 64-byte block in four 16-byte vectors.
     Sse2,
-    /// AVX2, x86-64: a 64-byte block in two 32-byte vectors.
+    /// AVX2 (and POPCNT), x86-64: a 64-byte block in two 32-byte vectors.
     Avx2,
-    /// AVX-512BW, x86-64: one compare gives the 64-bit mask of a block.
+    /// AVX-512BW (and POPCNT), x86-64: one compare gives the 64-bit mask of a block.
     Avx512,
     /// NEON, aarch64: four 16-byte vectors per block, masks narrowed without `movemask`.
     Neon,

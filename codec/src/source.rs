@@ -50,15 +50,21 @@ pub trait PageSource {
 /// changes nothing.
 #[inline(always)]
 pub fn prefetch_slice<T>(items: &[T]) {
-    let bytes = core::mem::size_of_val(items);
-    prefetch_lines(items.as_ptr().cast(), bytes, 0, bytes);
+    // From the start of the first cache line, so that every line the items touch is asked
+    // for even when they do not start on a line boundary.
+    let start: *const u8 = items.as_ptr().cast();
+    let offset = start.addr() % LINE;
+    let bytes = offset + core::mem::size_of_val(items);
+    prefetch_lines(start.wrapping_sub(offset), bytes, 0, bytes);
 }
+
+/// Bytes of a CPU cache line (64 on the x86-64 and aarch64 CPUs the kernels target).
+const LINE: usize = 64;
 
 /// Prefetches the cache lines of `ptr + at ..` `+ len`, clamped to `page_len` bytes from
 /// `ptr`. Only hints: a prefetch instruction never faults and reads nothing observable.
 #[inline(always)]
 fn prefetch_lines(ptr: *const u8, page_len: usize, at: usize, len: usize) {
-    const LINE: usize = 64;
     let end = page_len.min(at.saturating_add(len));
     let mut line = at;
     while line < end {

@@ -140,22 +140,25 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
         named.push((DIRECT_MAPPED, name, Method::Floor { floor, threads }));
     }
     for ((setup, config), (_, two_shards)) in setups(cache, 1).into_iter().zip(setups(cache, 2)) {
-        let sender = |config| Sender::new(config);
         named.extend([
             (
                 setup,
                 "sender",
                 Method::Sender {
-                    sender: sender(config.clone())?,
+                    sender: Sender::new(config.clone())?,
                     threads: 1,
                 },
             ),
-            (setup, "sender, batch", Method::SenderBatch(sender(config)?)),
+            (
+                setup,
+                "sender, batch",
+                Method::SenderBatch(Sender::new(config)?),
+            ),
             (
                 setup,
                 "sender, 2 shards, 1 thread",
                 Method::Sender {
-                    sender: sender(two_shards.clone())?,
+                    sender: Sender::new(two_shards.clone())?,
                     threads: 1,
                 },
             ),
@@ -163,18 +166,16 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
                 setup,
                 "sender, 2 shards, 2 threads",
                 Method::Sender {
-                    sender: sender(two_shards)?,
+                    sender: Sender::new(two_shards)?,
                     threads: 2,
                 },
             ),
         ]);
     }
-    let mut methods: Vec<Method> = Vec::with_capacity(named.len());
-    let mut labels = Vec::with_capacity(named.len());
-    for (setup, name, method) in named {
-        labels.push((setup, name));
-        methods.push(method);
-    }
+    let (labels, mut methods): (Vec<(&str, &str)>, Vec<Method>) = named
+        .into_iter()
+        .map(|(setup, name, method)| ((setup, name), method))
+        .unzip();
     let mut guest = Guest::new(ram, dirty, 0x9e57);
     warm_up(&mut methods, &mut guest);
     let mut ns_per_page = vec![Vec::new(); methods.len()];

@@ -114,6 +114,22 @@ fn file_with(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// Runs `stream verify FILE` with `--dump-ram DIR/ram` and `--json DIR/verify.json`; returns
+/// its output, the dump folder and the report's path.
+fn verify_with_dump(dir: &tempfile::TempDir, file: &Path) -> (String, PathBuf, PathBuf) {
+    let (ram, report) = (dir.path().join("ram"), dir.path().join("verify.json"));
+    let out = ok(&[
+        "stream",
+        "verify",
+        file.to_str().unwrap(),
+        "--dump-ram",
+        ram.to_str().unwrap(),
+        "--json",
+        report.to_str().unwrap(),
+    ]);
+    (out, ram, report)
+}
+
 fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -149,17 +165,7 @@ fn verify_rebuilds_ram_and_checks_every_delta() {
     let dir = tempfile::tempdir().unwrap();
     let (stream, guest) = migration(false);
     let file = file_with(&dir, "m.stream", &stream);
-    let ram = dir.path().join("ram");
-    let report = dir.path().join("verify.json");
-    let out = ok(&[
-        "stream",
-        "verify",
-        file.to_str().unwrap(),
-        "--dump-ram",
-        ram.to_str().unwrap(),
-        "--json",
-        report.to_str().unwrap(),
-    ]);
+    let (out, ram, report) = verify_with_dump(&dir, &file);
     assert!(out.contains("96 / 96"), "{out}");
     assert_eq!(std::fs::read(ram.join("pc.ram")).unwrap(), guest);
     let v = json(&report);
@@ -425,17 +431,7 @@ fn verify_dumps_unwritten_ram_as_holes() {
     let (stream, _) = blocks_stream(&[("pc.ram", len)], &[(0, last, 0xab)], &[]);
     let dir = tempfile::tempdir().unwrap();
     let file = file_with(&dir, "m.stream", &stream);
-    let ram = dir.path().join("ram");
-    let report = dir.path().join("v.json");
-    ok(&[
-        "stream",
-        "verify",
-        file.to_str().unwrap(),
-        "--dump-ram",
-        ram.to_str().unwrap(),
-        "--json",
-        report.to_str().unwrap(),
-    ]);
+    let (_, ram, report) = verify_with_dump(&dir, &file);
     let mut guest = vec![0u8; len as usize];
     guest[last as usize..].fill(0xab);
     let dump = ram.join("pc.ram");

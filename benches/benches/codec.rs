@@ -3,7 +3,9 @@
 //! decoder, `encode_update` against copy + encode + copy, and memcmp / memcpy of
 //! the same pages as floors.
 //!
-//! Every group runs twice: `hot` on one page pair (in L1), `ws` cycling over a working set
+//! `cache-alignment` times `encode_update` with the cached copy on and off a page boundary.
+//!
+//! Every other group runs twice: `hot` on one page pair (in L1), `ws` cycling over a working set
 //! of [`WORKING_SET`] pairs (8 MiB, larger than L2). Throughput is page bytes per second.
 //! Real page pairs (the changed pages between the first two guest-RAM snapshots of the
 //! recorded `kvstore` guest, `docs/data.md`) join the `ws` groups when the snapshots are
@@ -244,6 +246,39 @@ fn encode_update(c: &mut Criterion, label: &str, workloads: &[Workload], kernels
     group.finish();
 }
 
+/// `encode_update` of the hot pair with the best kernel, the cached copy at a page boundary
+/// (as the policy's caches place every slot) and 16 bytes past one (where `malloc` places a
+/// large allocation, and each of QEMU's separately allocated cached pages): the cost of
+/// 64-byte loads and stores that split cache lines.
+fn cache_alignment(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cache-alignment");
+    configure(&mut group, PAGE_SIZE);
+    let mut out = vec![0u8; PAGE_SIZE];
+    let kernel = Kernel::best();
+    for pattern in [Pattern::Identical, Pattern::EightRunsOfEight] {
+        let set = PageSet::synthetic(pattern, PAGE_SIZE, 1, SEED);
+        let mut buffer = vec![0u8; 3 * PAGE_SIZE];
+        let aligned = buffer.as_ptr().align_offset(PAGE_SIZE);
+        for offset in [0, 16] {
+            let at = aligned + offset;
+            buffer[at..at + PAGE_SIZE].copy_from_slice(set.old_page(0));
+            group.bench_function(format!("{}/offset-{offset}", pattern.name()), |b| {
+                let mut odd_pass = false;
+                b.iter(|| {
+                    let target = if odd_pass {
+                        set.old_page(0)
+                    } else {
+                        set.new_page(0)
+                    };
+                    odd_pass = !odd_pass;
+                    kernel.encode_update(&mut buffer[at..at + PAGE_SIZE], target, &mut out)
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let dir = snapshot_dir();
@@ -265,5 +300,6 @@ fn main() {
         decode(&mut c, label, &workloads);
         encode_update(&mut c, label, &workloads, &kernels);
     }
+    cache_alignment(&mut c);
     c.final_summary();
 }

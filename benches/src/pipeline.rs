@@ -28,10 +28,38 @@ pub const PAGE: usize = 4096;
 /// Runs of 8 bytes rewritten in every dirty page per pass.
 const RUNS_PER_PAGE: usize = 8;
 
-/// A guest: its RAM and the pages it keeps dirtying.
+/// `len` bytes starting at a page boundary, inside a `Vec` a page longer (a large `Vec`
+/// starts 16 bytes past one, which would make every 4 KiB page span two memory pages).
+#[derive(Debug)]
+struct PageAligned {
+    bytes: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl PageAligned {
+    /// `len` bytes, each `fill`.
+    fn new(len: usize, fill: u8) -> Self {
+        let bytes = vec![fill; len + PAGE - 1];
+        let start = bytes.as_ptr().align_offset(PAGE);
+        assert!(start < PAGE, "a byte pointer can be aligned");
+        Self { bytes, start, len }
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.bytes[self.start..][..self.len]
+    }
+
+    fn get_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..][..self.len]
+    }
+}
+
+/// A guest: its RAM (page-aligned, as a hypervisor maps it) and the pages it keeps
+/// dirtying.
 #[derive(Debug)]
 pub struct Guest {
-    ram: Vec<u8>,
+    ram: PageAligned,
     /// The dirty set, ascending (the order of a dirty-bitmap walk).
     dirty: Vec<u64>,
     rng: SplitMix64,
@@ -46,16 +74,16 @@ impl Guest {
         assert!(ram_bytes.is_multiple_of(PAGE) && dirty_bytes.is_multiple_of(PAGE));
         let (pages, dirty_pages) = (ram_bytes / PAGE, dirty_bytes / PAGE);
         assert!(dirty_pages <= pages, "the dirty set is larger than the RAM");
-        let mut guest = Self {
-            ram: vec![0; ram_bytes],
-            dirty: Vec::with_capacity(dirty_pages),
-            rng: SplitMix64::new(seed),
-        };
-        let mut ram = std::mem::take(&mut guest.ram);
-        for word in ram.chunks_mut(8) {
-            word.copy_from_slice(&guest.random().to_le_bytes()[..word.len()]);
+        let mut rng = SplitMix64::new(seed);
+        let mut ram = PageAligned::new(ram_bytes, 0);
+        for word in ram.get_mut().chunks_mut(8) {
+            word.copy_from_slice(&rng.next_u64().to_le_bytes()[..word.len()]);
         }
-        guest.ram = ram;
+        let mut guest = Self {
+            ram,
+            dirty: Vec::with_capacity(dirty_pages),
+            rng,
+        };
         // Every `pages / dirty_pages`-th page, shifted by a random amount within its stride.
         let stride = pages / dirty_pages.max(1);
         for i in 0..dirty_pages {
@@ -71,7 +99,7 @@ impl Guest {
 
     /// Number of pages of RAM.
     pub fn pages(&self) -> usize {
-        self.ram.len() / PAGE
+        self.ram.get().len() / PAGE
     }
 
     /// The dirty set.
@@ -81,7 +109,7 @@ impl Guest {
 
     /// Page `page`.
     pub fn page(&self, page: u64) -> &[u8] {
-        &self.ram[page as usize * PAGE..][..PAGE]
+        &self.ram.get()[page as usize * PAGE..][..PAGE]
     }
 
     /// The guest runs: `RUNS_PER_PAGE` runs of 8 bytes rewritten in every dirty page.
@@ -91,11 +119,17 @@ impl Guest {
             for _ in 0..RUNS_PER_PAGE {
                 let at = base + (self.random() as usize % (PAGE / 8)) * 8;
                 let bytes = self.random().to_le_bytes();
-                self.ram[at..at + 8].copy_from_slice(&bytes);
+                self.ram.get_mut()[at..at + 8].copy_from_slice(&bytes);
             }
         }
     }
 }
+
+/// Bytes between two consecutive 4 KiB allocations of glibc's `malloc` (the page and
+/// a 16-byte chunk header). QEMU allocates each cached page on its own (`g_try_malloc`),
+/// so its copies lie this far apart, 16-byte aligned: most of them split cache lines and
+/// span two memory pages. [`QemuMethod`] lays out its cache the same way.
+const MALLOC_CHUNK: usize = PAGE + 16;
 
 /// How [`QemuMethod`] encodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +165,7 @@ impl QemuMethod {
         Self {
             encoder,
             slots: vec![Slot::default(); slots],
-            data: vec![0; slots * PAGE],
+            data: vec![0; slots * MALLOC_CHUNK],
             scratch: vec![0; PAGE],
             generation: 0,
         }
@@ -152,7 +186,7 @@ impl QemuMethod {
         }
         let index = (page as usize) & (self.slots.len() - 1);
         let slot = &mut self.slots[index];
-        let cached = &mut self.data[index * PAGE..][..PAGE];
+        let cached = &mut self.data[index * MALLOC_CHUNK..][..PAGE];
         if slot.valid && slot.page == page {
             slot.age = self.generation;
             self.scratch.copy_from_slice(data);
@@ -198,7 +232,7 @@ impl QemuMethod {
 /// waiting for memory.
 #[derive(Debug)]
 pub struct MemoryFloor {
-    cache: Vec<u8>,
+    cache: PageAligned,
     slots: usize,
 }
 
@@ -209,7 +243,7 @@ impl MemoryFloor {
     pub fn new(cache_bytes: usize) -> Self {
         let slots = 1 << (cache_bytes / PAGE).max(1).ilog2();
         Self {
-            cache: vec![1; slots * PAGE],
+            cache: PageAligned::new(slots * PAGE, 1),
             slots,
         }
     }
@@ -217,7 +251,7 @@ impl MemoryFloor {
     /// Reads page `page` of `guest` and its cache slot; returns the sum of the words read.
     fn read(&self, guest: &Guest, page: u64) -> u64 {
         let slot = (page as usize) & (self.slots - 1);
-        let cached = &self.cache[slot * PAGE..][..PAGE];
+        let cached = &self.cache.get()[slot * PAGE..][..PAGE];
         let line_words = |bytes: &[u8]| {
             bytes
                 .chunks_exact(LINE)

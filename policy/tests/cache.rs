@@ -269,3 +269,28 @@ fn get_mut_writes_the_copy_without_touching_its_age_and_the_copy_stays_put() {
         assert!(c.get_mut(1000).is_none(), "{kind:?}");
     }
 }
+
+#[test]
+fn slots_of_4k_pages_start_at_page_boundaries() {
+    const SIZE: usize = 4096;
+    let at_boundary = |cache: &dyn PageCache, page: u64| {
+        let copy = cache.get(page).expect("cached");
+        copy.as_ptr() as usize % SIZE == 0
+    };
+    for kind in all_kinds() {
+        let mut cache = kind.build(SIZE, 64 * SIZE as u64).unwrap();
+        for page in 0..8 {
+            assert!(cache.insert(page, &[page as u8 + 1; SIZE], 0), "{kind:?}");
+            assert!(at_boundary(cache.as_ref(), page), "{kind:?}, page {page}");
+        }
+        // A larger buffer, then a smaller one: the kept copies still start at boundaries.
+        for bytes in [256 * SIZE as u64, 32 * SIZE as u64] {
+            cache.resize(bytes).unwrap();
+            for page in 0..8 {
+                if cache.get(page).is_some() {
+                    assert!(at_boundary(cache.as_ref(), page), "{kind:?}, page {page}");
+                }
+            }
+        }
+    }
+}

@@ -275,7 +275,7 @@ fn slots_of_4k_pages_start_at_page_boundaries() {
     const SIZE: usize = 4096;
     let at_boundary = |cache: &dyn PageCache, page: u64| {
         let copy = cache.get(page).expect("cached");
-        copy.as_ptr() as usize % SIZE == 0
+        (copy.as_ptr() as usize).is_multiple_of(SIZE)
     };
     for kind in all_kinds() {
         let mut cache = kind.build(SIZE, 64 * SIZE as u64).unwrap();

@@ -80,9 +80,8 @@ pub fn decode(delta: &[u8], page: &mut [u8]) -> Result<usize, DecodeError> {
 /// Short pairs (a 1- or 2-byte unchanged-run length and a changed run of 1 to 127 bytes)
 /// take a fast path: the lengths are read without the general ULEB128 loop, three bytes at
 /// once, and runs of up to 16 bytes are written with two overlapping fixed-size moves
-/// instead of a `memcpy` call. A pair the fast path does
-/// not prove valid goes through the general path, so the verdict, the error and the page are
-/// those of the plain decoder.
+/// instead of a `memcpy` call. A pair the fast path does not prove valid goes through the
+/// general path, so the verdict, the error and the page are those of the plain decoder.
 pub fn decode_partial(delta: &[u8], page: &mut [u8]) -> Result<usize, DecodeError> {
     let (mut i, mut d) = fast_pairs(delta, 0, 0, page);
     while i < delta.len() {

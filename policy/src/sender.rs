@@ -131,10 +131,12 @@ const PREFETCH_NEXT_BYTES: usize = 2048;
 struct Ahead {
     /// Bytes of the current page and of its cached copy already asked for.
     prefetched: usize,
-    /// The next page.
+    /// The next page: the start of its cached copy is asked for.
     next: Option<u64>,
-    /// The page after the next one.
-    after: Option<u64>,
+    /// The page after it: its slot's metadata (where its copy lies) is asked for.
+    second: Option<u64>,
+    /// The third page ahead: its lookup keys are asked for.
+    third: Option<u64>,
 }
 
 /// A value alone in its cache lines (128 bytes: adjacent-line prefetchers pair lines), so
@@ -435,19 +437,21 @@ impl Sender {
         F: FnMut(u64, Sent, &[u8]) -> ControlFlow<()>,
     {
         let mut pages = pages.into_iter();
-        let (mut next, mut after) = (pages.next(), pages.next());
+        let (mut next, mut second, mut third) = (pages.next(), pages.next(), pages.next());
         let mut saved = 0;
         // Bytes of the current page and of its cached copy already asked for.
         let mut prefetched = 0;
         while let Some((page, data)) = next {
-            (next, after) = (after, pages.next());
+            (next, second, third) = (second, third, pages.next());
+            let page_number = |item: &Option<(u64, S)>| item.as_ref().map(|(page, _)| *page);
             let ahead = Ahead {
                 prefetched,
                 next: next.as_ref().map(|(next, next_data)| {
                     next_data.prefetch(0, PREFETCH_NEXT_BYTES);
                     *next
                 }),
-                after: after.as_ref().map(|(after, _)| *after),
+                second: page_number(&second),
+                third: page_number(&third),
             };
             let sent = self.save_page_ahead(page, &data, out, ahead)?;
             saved += 1;
@@ -462,8 +466,9 @@ impl Sender {
     /// [`Sender::save_page`]: asks the CPU to load the page and its cached copy at once,
     /// past the bytes `ahead.prefetched` already asked for (the encoder then finds the lines
     /// arriving instead of missing them one after the other), and for the pages of `ahead`
-    /// in the same shard, the start of the next one's cached copy and the lookup keys of the
-    /// one after.
+    /// in the same shard, one step of the lookup each: the start of the next one's cached
+    /// copy, the slot metadata of the second (where its copy lies) and the lookup keys of
+    /// the third, so that no step waits for memory on the one before.
     fn save_page_ahead<S: PageSource + ?Sized>(
         &self,
         page: u64,
@@ -486,8 +491,11 @@ impl Sender {
                 shard.cache.prefetch(job.key, ahead.prefetched, rest);
             }
             let same_shard = |p: &u64| self.shard_index(*p) == self.shard_index(page);
-            if let Some(after) = ahead.after.filter(same_shard) {
-                shard.cache.prefetch_lookup(after >> self.shard_bits);
+            if let Some(third) = ahead.third.filter(same_shard) {
+                shard.cache.prefetch_lookup(third >> self.shard_bits);
+            }
+            if let Some(second) = ahead.second.filter(same_shard) {
+                shard.cache.prefetch_slot(second >> self.shard_bits);
             }
             if let Some(next) = ahead.next.filter(same_shard) {
                 let key = next >> self.shard_bits;

@@ -271,6 +271,56 @@ fn get_mut_writes_the_copy_without_touching_its_age_and_the_copy_stays_put() {
 }
 
 #[test]
+fn set_associative_copies_lie_in_the_order_their_slots_were_first_filled() {
+    // 16 sets of 4 ways: neighbouring pages go to neighbouring sets.
+    let mut cache = SetAssociativeCache::new(PAGE, 64 * PAGE as u64, 4, Replacement::Lru).unwrap();
+    assert_eq!(cache.sets(), 16);
+    let address =
+        |cache: &SetAssociativeCache, page: u64| cache.get(page).unwrap().as_ptr() as usize;
+    // Any order, any sets (two pages of set 5): each copy right after the one cached before.
+    let first = [9u64, 10, 5, 21, 40, 3, 63, 4];
+    for (i, &p) in first.iter().enumerate() {
+        assert!(cache.insert(p, &page(i as u8), 0));
+        if i > 0 {
+            assert_eq!(
+                address(&cache, p),
+                address(&cache, first[i - 1]) + PAGE,
+                "page {p}"
+            );
+        }
+    }
+    // A slot keeps its copy's place: page 26 takes the slot page 10 leaves in set 10, and a
+    // page evicted from a full set leaves its place to its successor.
+    let of_10 = address(&cache, 10);
+    assert!(cache.remove(10));
+    assert!(cache.insert(26, &page(26), 0));
+    assert_eq!(address(&cache, 26), of_10);
+    let of_5 = address(&cache, 5);
+    for p in [37, 53] {
+        assert!(
+            cache.insert(p, &page(p as u8), 0),
+            "set 5 has room for page {p}"
+        );
+    }
+    assert!(
+        cache.insert(69, &page(69), 0),
+        "LRU evicts page 5, the oldest of set 5"
+    );
+    assert!(cache.get(5).is_none());
+    assert_eq!(address(&cache, 69), of_5);
+    // Slots filled for the first time continue the sequence.
+    assert_eq!(address(&cache, 37), address(&cache, 4) + PAGE);
+    assert_eq!(address(&cache, 53), address(&cache, 37) + PAGE);
+    for (i, &p) in first
+        .iter()
+        .enumerate()
+        .filter(|&(_, &p)| p != 10 && p != 5)
+    {
+        assert_eq!(cache.get(p), Some(&page(i as u8)[..]), "page {p}");
+    }
+}
+
+#[test]
 fn slots_of_4k_pages_start_at_page_boundaries() {
     const SIZE: usize = 4096;
     let at_boundary = |cache: &dyn PageCache, page: u64| {

@@ -100,16 +100,26 @@ pub trait PageCache: Send {
     /// Drops the copy of `page`; returns whether there was one. Page data is not written.
     fn remove(&mut self, page: u64) -> bool;
     /// Asks the CPU to start loading the bytes `at..at + len` (clamped to the page) of the
-    /// cached copy of `page`, if it is cached, and the slot's metadata into its caches,
-    /// because they will be used soon: the sender calls it for the page it saves and, in a
-    /// batch, for the next one. Changes nothing; the provided implementation does nothing.
+    /// cached copy of `page`, if it is cached, into its caches, because they will be used
+    /// soon: the sender calls it for the page it saves and, in a batch, for the next one.
+    /// Finding the copy reads the lookup's metadata and the slot's (where the copy lies).
+    /// Changes nothing; the provided implementation does nothing.
     fn prefetch(&self, page: u64, at: usize, len: usize) {
         let _ = (page, at, len);
     }
+    /// Asks the CPU to start loading the metadata of the slot holding `page`, if it is
+    /// cached, because [`PageCache::prefetch`] of `page` comes soon (it reads where the copy
+    /// lies, and a hit writes the slot's age): a batch of saves calls it for the page after
+    /// the next one. The lookup reads what [`PageCache::prefetch_lookup`] asked for earlier.
+    /// Changes nothing; the provided implementation does nothing.
+    fn prefetch_slot(&self, page: u64) {
+        let _ = page;
+    }
     /// Asks the CPU to start loading what a lookup of `page` reads (its slot's metadata, or
     /// its set's keys), because `page` is looked up soon: a batch of saves calls it for the
-    /// page after the next one, so that [`PageCache::prefetch`] of the next page does not
-    /// wait for memory. Changes nothing; the provided implementation does nothing.
+    /// third page ahead, so that [`PageCache::prefetch_slot`] and [`PageCache::prefetch`] of
+    /// the pages before it do not wait for memory. Changes nothing; the provided
+    /// implementation does nothing.
     fn prefetch_lookup(&self, page: u64) {
         let _ = page;
     }

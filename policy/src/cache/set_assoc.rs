@@ -11,15 +11,38 @@ const MAX_HITS: u8 = 15;
 /// The key of an empty slot (page numbers are below `u64::MAX / page size`).
 const NO_PAGE: u64 = u64::MAX;
 
+/// The data page of a slot that never held a page.
+const NO_DATA: u32 = u32::MAX;
+
+/// Most slots of a cache: data pages are numbered below [`NO_DATA`] (a budget beyond
+/// 2^32 − 1 pages, 16 TiB of 4 KiB pages, is not used).
+const MAX_SLOTS: u64 = NO_DATA as u64;
+
 /// One slot's metadata (32 bytes).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Entry {
     page: u64,
     age: u64,
     /// Value of the cache's use counter at the last hit or insertion (recency order).
     last_use: u64,
+    /// Where the slot's page data lies in the page buffer: given when the slot is first
+    /// filled and kept by the slot (valid or not) until a resize, [`NO_DATA`] before.
+    data: u32,
     hits: u8,
     valid: bool,
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Self {
+            page: NO_PAGE,
+            age: 0,
+            last_use: 0,
+            data: NO_DATA,
+            hits: 0,
+            valid: false,
+        }
+    }
 }
 
 // The size documented on `SetAssociativeCache::new` (where `u64` is 8-byte aligned).
@@ -48,6 +71,16 @@ impl SlotEntry for Entry {
 /// A lookup reads only the page numbers of the set, which lie next to each other (16 ways:
 /// two cache lines), then the metadata of the way it hits; the other metadata of the set is
 /// read only to choose a victim.
+///
+/// Page copies lie in the order their slots were first filled, not in slot order: a slot's
+/// entry holds where its copy is, and an empty slot that never held a page is given the next
+/// unused page of the buffer. Neighbouring pages go to different sets, so in slot order
+/// their copies would lie a set's worth of pages apart; filled in the order of a pass over
+/// the dirty bitmap, the copies of neighbouring pages lie side by side, as they do in a
+/// direct-mapped cache, and a later pass reads them in the order they lie (at guest-RAM
+/// scale that made the sender 1.10–1.15× faster; BENCHMARKS.md). A slot keeps its copy's
+/// place when its page is evicted or removed; a resize places the kept copies afresh, in
+/// set order.
 #[derive(Debug)]
 pub struct SetAssociativeCache {
     slots: Slots<Entry>,
@@ -60,6 +93,8 @@ pub struct SetAssociativeCache {
     replacement: Replacement,
     uses: u64,
     generation: u64,
+    /// Pages of the buffer given to slots so far: the next one filled gets this one.
+    data_given: u32,
 }
 
 impl SetAssociativeCache {
@@ -69,7 +104,7 @@ impl SetAssociativeCache {
     /// The metadata (40 bytes per entry: 32 of state and an 8-byte lookup key) is allocated
     /// and initialised now; the page data is only reserved and released (to find out whether
     /// the allocator could provide it, without committing memory) and allocated, zeroed, at
-    /// the first insertion.
+    /// the first insertion. At most 2^32 − 1 pages are used, whatever the budget.
     ///
     /// # Errors
     /// [`ConfigError::PageSize`] for a page size of 0 or above `u32::MAX`;
@@ -95,6 +130,7 @@ impl SetAssociativeCache {
             replacement,
             uses: 0,
             generation: 0,
+            data_given: 0,
         })
     }
 
@@ -114,7 +150,7 @@ impl SetAssociativeCache {
     }
 
     fn layout(bytes: u64, page_size: usize, ways: usize) -> (usize, usize) {
-        let pages = pages_in(bytes, page_size);
+        let pages = pages_in(bytes, page_size).min(MAX_SLOTS);
         let ways = (ways as u64).min(pages);
         if ways == 0 {
             return (0, 0);
@@ -203,6 +239,10 @@ impl Placement for SetAssociativeCache {
         }
     }
 
+    fn data_page(&self, slot: usize) -> usize {
+        self.slots.entries[slot].data as usize
+    }
+
     fn record_hit(&mut self, slot: usize, generation: u64) {
         self.touch(slot, generation, true);
     }
@@ -231,11 +271,21 @@ impl Placement for SetAssociativeCache {
                     // The page data could not be allocated: not cached, the page goes raw.
                     return false;
                 }
-                if !self.slots.entries[slot].valid {
+                let old = self.slots.entries[slot];
+                if !old.valid {
                     self.slots.len += 1;
                 }
+                let data = if old.data == NO_DATA {
+                    // Fewer pages were given than there are slots (one per slot), and the
+                    // slots number at most `MAX_SLOTS`: no overflow, and below `NO_DATA`.
+                    self.data_given += 1;
+                    self.data_given - 1
+                } else {
+                    old.data
+                };
                 self.slots.entries[slot] = Entry {
                     page,
+                    data,
                     valid: true,
                     ..Entry::default()
                 };
@@ -245,7 +295,8 @@ impl Placement for SetAssociativeCache {
             }
         };
         // Allocated: a valid entry exists or `allocate` succeeded above.
-        if let Some(copy) = self.slots.pages.page_mut(slot) {
+        let data = self.data_page(slot);
+        if let Some(copy) = self.slots.pages.page_mut(data) {
             write(copy);
         }
         true
@@ -281,16 +332,25 @@ impl Placement for SetAssociativeCache {
             }
         }
         survivors.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        // The kept copies take the first pages of the buffer, in set order.
+        let mut data_given = 0;
         for (set, _, src) in survivors {
             if filled[set] < ways {
                 let dst = set * ways + filled[set];
                 filled[set] += 1;
-                entries[dst] = self.slots.entries[src];
+                let old = self.slots.entries[src];
+                entries[dst] = Entry {
+                    data: data_given,
+                    ..old
+                };
                 keys[dst] = self.keys[src];
-                moves.push((src, dst));
+                moves.push((old.data as usize, data_given as usize));
+                // At most one per new slot, below `MAX_SLOTS`.
+                data_given += 1;
             }
         }
         self.slots.commit(bytes, entries, plan, &moves);
+        self.data_given = data_given;
         self.keys = keys;
         self.sets = sets;
         self.ways = ways;

@@ -99,7 +99,7 @@ impl<E: SlotEntry> Slots<E> {
     }
 
     /// Ends a resize to `bytes`: `entries` (already filled for the kept pages) becomes the
-    /// metadata, and the page data of old slot `src` moves to new slot `dst` for every
+    /// metadata, and the page data at page `src` of the buffer moves to page `dst` for every
     /// `(src, dst)` of `moves`, one per kept page.
     pub(super) fn commit(
         &mut self,
@@ -134,6 +134,12 @@ pub trait Placement: Send {
 
     /// Prefetches what [`Placement::find`] reads for `page` ([`PageCache::prefetch_lookup`]).
     fn prefetch_find(&self, page: u64);
+
+    /// Where the page data of slot `slot` lies in the page buffer (in pages). The provided
+    /// implementation: at the slot's own index.
+    fn data_page(&self, slot: usize) -> usize {
+        slot
+    }
 
     /// Records a hit on the valid slot `slot` in `generation` (its tag's age included).
     fn record_hit(&mut self, slot: usize, generation: u64);
@@ -174,13 +180,14 @@ impl<C: Placement> PageCache for C {
     }
 
     fn get(&self, page: u64) -> Option<&[u8]> {
-        self.find(page).map(|s| self.slots().pages.page(s))
+        self.find(page)
+            .map(|s| self.slots().pages.page(self.data_page(s)))
     }
 
     fn get_mut(&mut self, page: u64) -> Option<&mut [u8]> {
-        let slot = self.find(page)?;
+        let data = self.data_page(self.find(page)?);
         // A valid entry implies the buffer is allocated, so this is always `Some`.
-        self.slots_mut().pages.page_mut(slot)
+        self.slots_mut().pages.page_mut(data)
     }
 
     fn age(&self, page: u64) -> Option<u64> {
@@ -190,8 +197,9 @@ impl<C: Placement> PageCache for C {
     fn hit(&mut self, page: u64, generation: u64) -> Option<&mut [u8]> {
         let slot = self.find(page)?;
         self.record_hit(slot, generation);
+        let data = self.data_page(slot);
         // A valid entry implies the buffer is allocated, so this is always `Some`.
-        self.slots_mut().pages.page_mut(slot)
+        self.slots_mut().pages.page_mut(data)
     }
 
     fn insert(&mut self, page: u64, data: &[u8], generation: u64) -> bool {
@@ -221,10 +229,16 @@ impl<C: Placement> PageCache for C {
 
     fn prefetch(&self, page: u64, at: usize, len: usize) {
         if let Some(slot) = self.find(page) {
-            let slots = self.slots();
-            // The slot's metadata too: a hit writes its age.
-            xbzrle::prefetch_slice(&slots.entries[slot..=slot]);
-            slots.pages.page(slot).prefetch(at, len);
+            // Finding the data reads the slot's metadata (which a hit writes) if the lookup
+            // has not.
+            let data = self.data_page(slot);
+            self.slots().pages.page(data).prefetch(at, len);
+        }
+    }
+
+    fn prefetch_slot(&self, page: u64) {
+        if let Some(slot) = self.find(page) {
+            xbzrle::prefetch_slice(&self.slots().entries[slot..=slot]);
         }
     }
 

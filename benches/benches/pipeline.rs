@@ -1,7 +1,8 @@
 //! Criterion benchmark of the sender pipeline at guest-RAM scale (see
 //! `xbzrle_benches::pipeline`): every dirty page of a pass saved by QEMU's method (word
-//! encoder, and this project's encoder) and by the sender, for QEMU's direct-mapped cache and
-//! the recommended 16-way one; one iteration is one pass. Throughput is page bytes saved.
+//! encoder, and this project's encoder) and by the sender, one page per call and as one
+//! batch, for QEMU's direct-mapped cache and the recommended 16-way one; one iteration is
+//! one pass. Throughput is page bytes saved.
 //!
 //! `xbzrle bench --pipeline` runs the same methods interleaved pass by pass (steadier ratios
 //! on a shared machine) and with two saving threads.
@@ -10,11 +11,12 @@
 //! `$XBZRLE_PIPELINE_RAM_MIB` (512), dirty set `$XBZRLE_PIPELINE_DIRTY_MIB` (128), cache
 //! `$XBZRLE_PIPELINE_CACHE_MIB` (256).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 use xbzrle_benches::pipeline::{
-    Guest, Method, QemuEncoder, QemuMethod, measure_pass, setups, warm_up,
+    Calls, Guest, Method, QemuEncoder, QemuMethod, Workers, measure_pass, setups, warm_up,
 };
 use xbzrle_policy::Sender;
 
@@ -44,13 +46,16 @@ fn main() {
                 Method::Qemu(QemuMethod::new(cache, QemuEncoder::Library)),
             ));
         }
-        named.push((
-            "sender",
-            Method::Sender {
-                sender: Sender::new(config).expect("valid"),
-                threads: 1,
-            },
-        ));
+        for (name, calls) in [("sender", Calls::OnePage), ("sender-batch", Calls::Batch)] {
+            named.push((
+                name,
+                Method::Sender {
+                    sender: Arc::new(Sender::new(config.clone()).expect("valid")),
+                    workers: Workers::new(1),
+                    calls,
+                },
+            ));
+        }
         let mut group = c.benchmark_group(format!("pipeline/{setup}"));
         group
             .sample_size(10)

@@ -15,6 +15,8 @@
 //! noisy moment of the machine hits all of them.
 
 use std::ops::ControlFlow;
+use std::sync::{Arc, mpsc};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use xbzrle::{Encoded, Kernel};
@@ -55,11 +57,22 @@ impl PageAligned {
     }
 }
 
-/// A guest: its RAM (page-aligned, as a hypervisor maps it) and the pages it keeps
-/// dirtying.
+/// A guest's RAM, page-aligned (as a hypervisor maps it), shared with the saving threads
+/// while they save a pass.
+#[derive(Debug, Clone)]
+pub struct Ram(Arc<PageAligned>);
+
+impl Ram {
+    /// Page `page`.
+    pub fn page(&self, page: u64) -> &[u8] {
+        &self.0.get()[page as usize * PAGE..][..PAGE]
+    }
+}
+
+/// A guest: its RAM and the pages it keeps dirtying.
 #[derive(Debug)]
 pub struct Guest {
-    ram: PageAligned,
+    ram: Ram,
     /// The dirty set, ascending (the order of a dirty-bitmap walk).
     dirty: Vec<u64>,
     rng: SplitMix64,
@@ -80,7 +93,7 @@ impl Guest {
             word.copy_from_slice(&rng.next_u64().to_le_bytes()[..word.len()]);
         }
         let mut guest = Self {
-            ram,
+            ram: Ram(Arc::new(ram)),
             dirty: Vec::with_capacity(dirty_pages),
             rng,
         };
@@ -99,7 +112,7 @@ impl Guest {
 
     /// Number of pages of RAM.
     pub fn pages(&self) -> usize {
-        self.ram.get().len() / PAGE
+        self.ram.0.get().len() / PAGE
     }
 
     /// The dirty set.
@@ -109,17 +122,26 @@ impl Guest {
 
     /// Page `page`.
     pub fn page(&self, page: u64) -> &[u8] {
-        &self.ram.get()[page as usize * PAGE..][..PAGE]
+        self.ram.page(page)
+    }
+
+    /// The RAM, for saving threads.
+    pub fn ram(&self) -> &Ram {
+        &self.ram
     }
 
     /// The guest runs: `RUNS_PER_PAGE` runs of 8 bytes rewritten in every dirty page.
+    ///
+    /// # Panics
+    /// If a saving thread still holds the RAM (none does between passes).
     pub fn run(&mut self) {
-        for i in 0..self.dirty.len() {
-            let base = self.dirty[i] as usize * PAGE;
+        let ram = Arc::get_mut(&mut self.ram.0).expect("no saving thread holds the RAM");
+        for &page in &self.dirty {
+            let base = page as usize * PAGE;
             for _ in 0..RUNS_PER_PAGE {
-                let at = base + (self.random() as usize % (PAGE / 8)) * 8;
-                let bytes = self.random().to_le_bytes();
-                self.ram.get_mut()[at..at + 8].copy_from_slice(&bytes);
+                let at = base + (self.rng.next_u64() as usize % (PAGE / 8)) * 8;
+                let bytes = self.rng.next_u64().to_le_bytes();
+                ram.get_mut()[at..at + 8].copy_from_slice(&bytes);
             }
         }
     }
@@ -249,7 +271,7 @@ impl MemoryFloor {
     }
 
     /// Reads page `page` of `guest` and its cache slot; returns the sum of the words read.
-    fn read(&self, guest: &Guest, page: u64) -> u64 {
+    fn read(&self, guest: &Ram, page: u64) -> u64 {
         let slot = (page as usize) & (self.slots - 1);
         let cached = &self.cache.get()[slot * PAGE..][..PAGE];
         let line_words = |bytes: &[u8]| {
@@ -302,28 +324,143 @@ pub fn setups(cache_bytes: usize, shards: usize) -> [(&'static str, SenderConfig
     ]
 }
 
+/// How the sender is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Calls {
+    /// `Sender::save_page` for every page.
+    OnePage,
+    /// `Sender::save_pages` once for the pages of each thread (the next pages are
+    /// prefetched while the current one is encoded).
+    Batch,
+}
+
 /// A method under measurement.
 pub enum Method {
     /// QEMU's method.
     Qemu(QemuMethod),
-    /// The project's sender, saving from `threads` threads (each taking the pages `p` with
-    /// `p % threads == thread`).
+    /// The project's sender, saving from its workers' threads.
     Sender {
         /// The sender.
-        sender: Sender,
-        /// Saving threads.
-        threads: usize,
+        sender: Arc<Sender>,
+        /// The saving threads.
+        workers: Workers,
+        /// How each thread calls it.
+        calls: Calls,
     },
-    /// The project's sender, saving the pass as one batch (`Sender::save_pages`: the next
-    /// page is prefetched while the current one is encoded).
-    SenderBatch(Sender),
-    /// The memory floor, from `threads` threads (split as for the sender).
+    /// The memory floor, from its workers' threads.
     Floor {
         /// The cache it reads.
-        floor: MemoryFloor,
-        /// Reading threads.
-        threads: usize,
+        floor: Arc<MemoryFloor>,
+        /// The reading threads.
+        workers: Workers,
     },
+    /// The compute floor, from its workers' threads: for every page, `xbzrle::encode` of
+    /// one 4 KiB pair held in the thread's L1 cache (8 runs of 8 bytes, as a dirty page), so
+    /// no memory is waited for. Next to the memory floor it shows whether two threads are
+    /// held back by the memory or by the CPUs (on a shared machine, the second CPU may be
+    /// busy).
+    Compute {
+        /// The encoding threads.
+        workers: Workers,
+    },
+}
+
+/// The threads a method saves a pass from: thread `t` of `n` takes the pages `p` with
+/// `p % n == t`. One thread is the caller's. Several are threads of their own that live as
+/// long as the method, as a hypervisor's migration threads do, thread `t` pinned to CPU
+/// `t` (modulo the CPUs): threads started for every pass would be timed starting, and
+/// Linux wakes a thread on the CPU of the thread that wakes it, so on a 2-CPU machine an
+/// unpinned second thread waited for the first to finish a short pass before it ran
+/// (measured with a C loop: 1.1 ms of work each took 2.3 ms from two threads).
+pub struct Workers {
+    threads: usize,
+    /// The job queue of each thread (none when the caller's thread is the only one).
+    jobs: Vec<mpsc::Sender<Job>>,
+    results: mpsc::Receiver<u64>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+/// One thread's share of a pass; returns the bytes it wrote (or a checksum).
+type Job = Box<dyn FnOnce() -> u64 + Send>;
+
+impl Workers {
+    /// `threads` threads (at least one).
+    ///
+    /// # Panics
+    /// If `threads` is 0.
+    pub fn new(threads: usize) -> Self {
+        assert!(threads > 0, "at least one thread");
+        let (done, results) = mpsc::channel();
+        let (mut jobs, mut handles) = (Vec::new(), Vec::new());
+        let cpus = core_affinity::get_core_ids().unwrap_or_default();
+        for t in (0..threads).filter(|_| threads > 1) {
+            let (queue, received) = mpsc::channel::<Job>();
+            let done = done.clone();
+            let cpu = (!cpus.is_empty()).then(|| cpus[t % cpus.len()]);
+            handles.push(thread::spawn(move || {
+                // Unpinned if the CPU cannot be chosen: only slower to start.
+                cpu.map(core_affinity::set_for_current);
+                for job in received {
+                    if done.send(job()).is_err() {
+                        break;
+                    }
+                }
+            }));
+            jobs.push(queue);
+        }
+        Self {
+            threads,
+            jobs,
+            results,
+            handles,
+        }
+    }
+
+    /// Wakes the threads: each runs an empty job. Between two passes of a method they wait
+    /// for the other methods' passes, which a migration's threads do not do; a pass is timed
+    /// from threads that are awake, as they would be in a migration.
+    fn wake(&self) {
+        for queue in &self.jobs {
+            queue.send(Box::new(|| 0)).expect("saving thread");
+        }
+        for _ in &self.jobs {
+            self.results.recv().expect("saving thread");
+        }
+    }
+
+    /// Runs `work` on each thread's share of `pages` and returns the sum of what they
+    /// return. When it returns, no thread holds anything `work` captured.
+    fn run<W>(&self, pages: &Arc<[u64]>, work: W) -> u64
+    where
+        W: Fn(&mut dyn Iterator<Item = u64>) -> u64 + Send + Sync + 'static,
+    {
+        if self.jobs.is_empty() {
+            return work(&mut pages.iter().copied());
+        }
+        let work = Arc::new(work);
+        let threads = self.threads as u64;
+        for (t, queue) in (0u64..).zip(&self.jobs) {
+            let (work, pages) = (Arc::clone(&work), Arc::clone(pages));
+            let share = move || work(&mut pages.iter().copied().filter(|p| p % threads == t));
+            queue.send(Box::new(share)).expect("saving thread");
+        }
+        drop(work);
+        // A job drops what it captured before its result is sent.
+        (0..self.jobs.len())
+            .map(|_| self.results.recv().expect("saving thread"))
+            .fold(0, u64::wrapping_add)
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        // Closing the queues ends the threads.
+        self.jobs.clear();
+        for handle in self.handles.drain(..) {
+            // A thread that panicked has already failed the run that gave it the job.
+            let _ = handle.join();
+        }
+    }
 }
 
 impl Method {
@@ -331,48 +468,73 @@ impl Method {
     pub fn start_pass(&mut self) {
         match self {
             Method::Qemu(q) => q.start_pass(),
-            Method::Sender { sender, .. } | Method::SenderBatch(sender) => sender.start_pass(),
-            Method::Floor { .. } => {}
+            Method::Sender { sender, .. } => sender.start_pass(),
+            Method::Floor { .. } | Method::Compute { .. } => {}
         }
     }
 
     /// Saves `pages` of `guest` (ascending); returns the time taken and the record bytes (0
-    /// for the floor, which writes none).
-    pub fn save_pages(&mut self, guest: &Guest, pages: &[u64]) -> (Duration, u64) {
+    /// for the floors, which write none).
+    pub fn save_pages(&mut self, guest: &Guest, pages: &Arc<[u64]>) -> (Duration, u64) {
         let mut out = vec![0u8; HEADER_LEN + 3 + PAGE];
+        let guest = guest.ram().clone();
+        if let Method::Sender { workers, .. }
+        | Method::Floor { workers, .. }
+        | Method::Compute { workers } = self
+        {
+            workers.wake();
+        }
         let started = Instant::now();
         let bytes = match self {
             Method::Qemu(q) => pages
                 .iter()
                 .map(|&p| q.save(p, guest.page(p), &mut out) as u64)
                 .sum(),
-            Method::SenderBatch(sender) => {
-                let mut bytes = 0;
-                let batch = pages.iter().map(|&p| (p, guest.page(p)));
-                sender
-                    .save_pages(batch, &mut out, |_, sent, _| {
-                        bytes += sent.record_len as u64;
-                        ControlFlow::Continue(())
-                    })
-                    .expect("send");
-                bytes
-            }
-            Method::Sender { sender, threads } => {
-                let sender = &*sender;
-                split(pages, *threads, move |pages| {
+            Method::Sender {
+                sender,
+                workers,
+                calls,
+            } => {
+                let (sender, calls) = (Arc::clone(sender), *calls);
+                workers.run(pages, move |pages| {
                     let mut out = vec![0u8; sender.max_record_len()];
-                    pages
-                        .map(|p| {
-                            let sent = sender.save_page(p, guest.page(p), &mut out);
-                            sent.expect("send").record_len as u64
-                        })
-                        .sum()
+                    match calls {
+                        Calls::OnePage => pages
+                            .map(|p| {
+                                let sent = sender.save_page(p, guest.page(p), &mut out);
+                                sent.expect("send").record_len as u64
+                            })
+                            .sum(),
+                        Calls::Batch => {
+                            let mut bytes = 0;
+                            let batch = pages.map(|p| (p, guest.page(p)));
+                            sender
+                                .save_pages(batch, &mut out, |_, sent, _| {
+                                    bytes += sent.record_len as u64;
+                                    ControlFlow::Continue(())
+                                })
+                                .expect("send");
+                            bytes
+                        }
+                    }
                 })
             }
-            Method::Floor { floor, threads } => {
-                let floor = &*floor;
-                let sum = split(pages, *threads, |pages| {
-                    pages.fold(0u64, |sum, p| sum.wrapping_add(floor.read(guest, p)))
+            Method::Floor { floor, workers } => {
+                let floor = Arc::clone(floor);
+                let sum = workers.run(pages, move |pages| {
+                    pages.fold(0u64, |sum, p| sum.wrapping_add(floor.read(&guest, p)))
+                });
+                std::hint::black_box(sum);
+                0
+            }
+            Method::Compute { workers } => {
+                let sum = workers.run(pages, |pages| {
+                    let (old, new) = hot_pair();
+                    let mut delta = vec![0u8; PAGE];
+                    pages.fold(0u64, |sum, _| {
+                        let encoded = xbzrle::encode(&old, std::hint::black_box(&new), &mut delta);
+                        sum.wrapping_add(matches!(encoded, Encoded::Delta(_)).into())
+                    })
                 });
                 std::hint::black_box(sum);
                 0
@@ -382,45 +544,29 @@ impl Method {
     }
 }
 
-/// Runs `work` from `threads` threads, thread `t` on the pages `p` of `pages` with
-/// `p % threads == t`, and returns the sum of what they return (one thread: the caller's).
-fn split<W>(pages: &[u64], threads: usize, work: W) -> u64
-where
-    W: Fn(&mut dyn Iterator<Item = u64>) -> u64 + Sync,
-{
-    let share = |t: usize| {
-        pages
-            .iter()
-            .copied()
-            .filter(move |&p| p % threads as u64 == t as u64)
-    };
-    if threads == 1 {
-        return work(&mut share(0));
+/// The pair [`Method::Compute`] encodes: a random page and a copy with 8 runs of 8 bytes
+/// rewritten, as [`Guest::run`] rewrites a dirty page.
+fn hot_pair() -> (Vec<u8>, Vec<u8>) {
+    let mut rng = SplitMix64::new(0x5eed);
+    let old: Vec<u8> = (0..PAGE).map(|_| rng.next_u64() as u8).collect();
+    let mut new = old.clone();
+    for _ in 0..RUNS_PER_PAGE {
+        let at = (rng.next_u64() as usize % (PAGE / 8)) * 8;
+        new[at..at + 8].copy_from_slice(&(!rng.next_u64()).to_le_bytes());
     }
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let work = &work;
-                s.spawn(move || work(&mut share(t)))
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("saving thread"))
-            .fold(0u64, u64::wrapping_add)
-    })
+    (old, new)
 }
 
 /// Brings every method to the steady state of a migration of `guest`: a bulk pass over all
 /// pages, then two passes over the dirty set (misses insert the hot pages), every method
 /// saving the same page versions.
 pub fn warm_up(methods: &mut [Method], guest: &mut Guest) {
-    let all: Vec<u64> = (0..guest.pages() as u64).collect();
+    let all: Arc<[u64]> = (0..guest.pages() as u64).collect();
     for method in methods.iter_mut() {
         method.start_pass();
         // QEMU's bulk stage sends raw pages without touching its cache: nothing to model;
-        // the floor has no state.
-        if !matches!(method, Method::Qemu(_) | Method::Floor { .. }) {
+        // the floors have no state.
+        if matches!(method, Method::Sender { .. }) {
             method.save_pages(guest, &all);
         }
     }
@@ -437,7 +583,7 @@ pub fn measure_pass(
     first: usize,
 ) -> Vec<(Duration, u64)> {
     guest.run();
-    let dirty = guest.dirty().to_vec();
+    let dirty: Arc<[u64]> = guest.dirty().into();
     let mut results = vec![(Duration::ZERO, 0); methods.len()];
     for k in 0..methods.len() {
         let i = (first + k) % methods.len();

@@ -299,14 +299,19 @@ fn pipeline_run_on_tiny_sizes() {
     let senders = [
         "sender",
         "sender, batch",
-        "sender, 2 shards, 1 thread",
-        "sender, 2 shards, 2 threads",
+        "sender, batch, 2 shards",
+        "sender, batch, 2 threads",
     ];
     let qemu = [
         "QEMU's method, word encoder",
         "QEMU's method, xbzrle::encode",
     ];
-    let floors = ["memory floor (reads only)", "memory floor, 2 threads"];
+    let floors = [
+        "memory floor (reads only)",
+        "memory floor, 2 threads",
+        "compute floor (hot pair)",
+        "compute floor, 2 threads",
+    ];
     let expected: [(&str, Vec<&str>); 2] = [
         (
             "direct-mapped",
@@ -394,6 +399,26 @@ fn pipeline_run_on_tiny_sizes() {
         bytes("sender, batch"),
         "the sender, one page at a time and in a batch"
     );
+    // Two shards keep QEMU's mapping, from one thread or two.
+    for name in &senders[2..] {
+        assert_eq!(bytes("sender"), bytes(name), "{name}");
+    }
+    // The last line: one thread's time over two threads', from the JSON's times.
+    let ns = |setup: usize, name: &str| {
+        let methods = setups[setup]["methods"].as_array().unwrap();
+        let method = methods.iter().find(|m| m["method"] == name).unwrap();
+        method["ns_per_page"].as_f64().unwrap()
+    };
+    let gain = |setup, one, two| format!("{:.2}x", ns(setup, one) / ns(setup, two));
+    let expected = format!(
+        "two threads ÷ one: memory floor {}, compute floor {}, sender (direct-mapped) {}, \
+         sender (16-way) {}",
+        gain(0, floors[0], floors[1]),
+        gain(0, floors[2], floors[3]),
+        gain(0, senders[2], senders[3]),
+        gain(1, senders[2], senders[3]),
+    );
+    assert_eq!(table.lines().last(), Some(expected.as_str()), "{table}");
 }
 
 #[test]

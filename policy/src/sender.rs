@@ -466,9 +466,10 @@ impl Sender {
     /// [`Sender::save_page`]: asks the CPU to load the page and its cached copy at once,
     /// past the bytes `ahead.prefetched` already asked for (the encoder then finds the lines
     /// arriving instead of missing them one after the other), and for the pages of `ahead`
-    /// in the same shard, one step of the lookup each: the start of the next one's cached
-    /// copy, the slot metadata of the second (where its copy lies) and the lookup keys of
-    /// the third, so that no step waits for memory on the one before.
+    /// one step of the lookup each: the start of the next one's cached copy, the slot
+    /// metadata of the second (where its copy lies) and the lookup keys of the third, so
+    /// that no step waits for memory on the one before. A page of another shard is
+    /// prefetched only if that shard's lock is free.
     fn save_page_ahead<S: PageSource + ?Sized>(
         &self,
         page: u64,
@@ -490,17 +491,15 @@ impl Sender {
                 // The bulk stage sends the page raw: the cached copy is not read.
                 shard.cache.prefetch(job.key, ahead.prefetched, rest);
             }
-            let same_shard = |p: &u64| self.shard_index(*p) == self.shard_index(page);
-            if let Some(third) = ahead.third.filter(same_shard) {
-                shard.cache.prefetch_lookup(third >> self.shard_bits);
-            }
-            if let Some(second) = ahead.second.filter(same_shard) {
-                shard.cache.prefetch_slot(second >> self.shard_bits);
-            }
-            if let Some(next) = ahead.next.filter(same_shard) {
-                let key = next >> self.shard_bits;
-                shard.cache.prefetch(key, 0, PREFETCH_NEXT_BYTES);
-            }
+            self.with_cache_of(ahead.third, page, shard, |cache, key| {
+                cache.prefetch_lookup(key);
+            });
+            self.with_cache_of(ahead.second, page, shard, |cache, key| {
+                cache.prefetch_slot(key);
+            });
+            self.with_cache_of(ahead.next, page, shard, |cache, key| {
+                cache.prefetch(key, 0, PREFETCH_NEXT_BYTES);
+            });
             if job.stage == Stage::Bulk {
                 let cached = shard.cache.get(job.key).is_some();
                 self.save_raw(shard, job, data, out, (cached, RawReason::Bulk))
@@ -686,6 +685,28 @@ impl Sender {
         Sent {
             action: Action::Raw(reason),
             record_len: HEADER_LEN + self.page_size,
+        }
+    }
+
+    /// Calls `step` with the cache of page `other`'s shard and its key there, if `other` is
+    /// a page: `locked`, the shard of page `page` whose lock the caller holds, or another
+    /// shard if its lock is free at once (`step` only asks for prefetches, hints that are
+    /// not worth waiting for).
+    fn with_cache_of(
+        &self,
+        other: Option<u64>,
+        page: u64,
+        locked: &Shard,
+        step: impl FnOnce(&dyn PageCache, u64),
+    ) {
+        let Some(other) = other else {
+            return;
+        };
+        let key = other >> self.shard_bits;
+        if self.shard_index(other) == self.shard_index(page) {
+            step(locked.cache.as_ref(), key);
+        } else if let Ok(shard) = self.shard_of(other).try_lock() {
+            step(shard.cache.as_ref(), key);
         }
     }
 

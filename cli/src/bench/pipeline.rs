@@ -2,18 +2,22 @@
 //! `xbzrle_benches::pipeline`): for QEMU's cache setup and the recommended one, every dirty
 //! page of a pass is saved by QEMU's method (word-at-a-time encoder, and this project's
 //! encoder), by the sender from one thread page by page and as one batch
-//! (`Sender::save_pages`), and by the sender with two shards from one and from two
-//! threads; the memory floor (reading the guest page and a cached copy, nothing else) from
-//! one and from two threads shows how much of that time is waiting for memory. Passes are interleaved (each pass dirties the pages once, then every method
-//! saves them, in a rotating order), and the median pass gives the time per page.
+//! (`Sender::save_pages`), and by the sender with two shards in batches from one and from
+//! two threads. The memory floor (reading the guest page and a cached copy, nothing else)
+//! shows how much of that time is waiting for memory, and with the compute floor (encoding
+//! a pair held in the CPU cache) how far two threads can go: both floors run from one and
+//! from two threads, and a last line gives what two threads gain on each. Passes are
+//! interleaved (each pass dirties the pages once, then every method saves them, in a
+//! rotating order), and the median pass gives the time per page.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::bail;
 use serde::Serialize;
 use xbzrle_benches::pipeline::{
-    DIRECT_MAPPED, Guest, MemoryFloor, Method, PAGE, QemuEncoder, QemuMethod, measure_pass, setups,
-    warm_up,
+    Calls, DIRECT_MAPPED, Guest, MemoryFloor, Method, PAGE, QemuEncoder, QemuMethod, Workers,
+    measure_pass, setups, warm_up,
 };
 use xbzrle_policy::Sender;
 
@@ -136,39 +140,34 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
         ),
     ];
     for (name, threads) in [(FLOOR, 1), (FLOOR_TWO_THREADS, 2)] {
-        let floor = MemoryFloor::new(cache);
-        named.push((DIRECT_MAPPED, name, Method::Floor { floor, threads }));
+        let floor = Arc::new(MemoryFloor::new(cache));
+        let workers = Workers::new(threads);
+        named.push((DIRECT_MAPPED, name, Method::Floor { floor, workers }));
+    }
+    for (name, threads) in [(COMPUTE, 1), (COMPUTE_TWO_THREADS, 2)] {
+        let workers = Workers::new(threads);
+        named.push((DIRECT_MAPPED, name, Method::Compute { workers }));
     }
     for ((setup, config), (_, two_shards)) in setups(cache, 1).into_iter().zip(setups(cache, 2)) {
+        let sender = |config, threads, calls| -> anyhow::Result<Method> {
+            Ok(Method::Sender {
+                sender: Arc::new(Sender::new(config)?),
+                workers: Workers::new(threads),
+                calls,
+            })
+        };
         named.extend([
+            (setup, "sender", sender(config.clone(), 1, Calls::OnePage)?),
+            (setup, BATCH, sender(config, 1, Calls::Batch)?),
             (
                 setup,
-                "sender",
-                Method::Sender {
-                    sender: Sender::new(config.clone())?,
-                    threads: 1,
-                },
+                BATCH_TWO_SHARDS,
+                sender(two_shards.clone(), 1, Calls::Batch)?,
             ),
             (
                 setup,
-                "sender, batch",
-                Method::SenderBatch(Sender::new(config)?),
-            ),
-            (
-                setup,
-                "sender, 2 shards, 1 thread",
-                Method::Sender {
-                    sender: Sender::new(two_shards.clone())?,
-                    threads: 1,
-                },
-            ),
-            (
-                setup,
-                "sender, 2 shards, 2 threads",
-                Method::Sender {
-                    sender: Sender::new(two_shards)?,
-                    threads: 2,
-                },
+                BATCH_TWO_THREADS,
+                sender(two_shards, 2, Calls::Batch)?,
             ),
         ]);
     }
@@ -203,10 +202,8 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
             speedup_vs_qemu_library: library / ns,
             record_bytes: bytes_per_pass[i],
             cache_misses: match &methods[i] {
-                Method::Sender { sender, .. } | Method::SenderBatch(sender) => {
-                    Some(sender.stats().xbzrle_cache.cache_miss)
-                }
-                Method::Qemu(_) | Method::Floor { .. } => None,
+                Method::Sender { sender, .. } => Some(sender.stats().xbzrle_cache.cache_miss),
+                Method::Qemu(_) | Method::Floor { .. } | Method::Compute { .. } => None,
             },
         };
         match results.last_mut() {
@@ -220,6 +217,7 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
     for result in &results {
         print_table(result);
     }
+    print_scaling(&results);
     if let Some(path) = &args.json {
         let report = PipelineReport {
             schema_version: crate::JSON_SCHEMA_VERSION,
@@ -242,9 +240,44 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
 /// Names of the two baselines.
 const QEMU_WORD: &str = "QEMU's method, word encoder";
 const QEMU_LIBRARY: &str = "QEMU's method, xbzrle::encode";
-/// Names of the memory floor's rows.
+/// Names of the floors' rows.
 const FLOOR: &str = "memory floor (reads only)";
 const FLOOR_TWO_THREADS: &str = "memory floor, 2 threads";
+const COMPUTE: &str = "compute floor (hot pair)";
+const COMPUTE_TWO_THREADS: &str = "compute floor, 2 threads";
+/// Names of the batch rows of the sender.
+const BATCH: &str = "sender, batch";
+const BATCH_TWO_SHARDS: &str = "sender, batch, 2 shards";
+const BATCH_TWO_THREADS: &str = "sender, batch, 2 threads";
+
+/// Prints what two threads gain over one (one thread's time per page over two threads')
+/// for each floor and for the sender with two shards of each setup.
+fn print_scaling(results: &[SetupResult]) {
+    let ns = |result: &SetupResult, name: &str| {
+        let method = result.methods.iter().find(|m| m.method == name);
+        method.map(|m| m.ns_per_page)
+    };
+    let mut gains = Vec::new();
+    let mut gain = |label: String, result: &SetupResult, one: &str, two: &str| {
+        if let (Some(one), Some(two)) = (ns(result, one), ns(result, two)) {
+            gains.push(format!("{label} {:.2}x", one / two));
+        }
+    };
+    for result in results {
+        if result.cache == DIRECT_MAPPED {
+            gain("memory floor".to_owned(), result, FLOOR, FLOOR_TWO_THREADS);
+            gain(
+                "compute floor".to_owned(),
+                result,
+                COMPUTE,
+                COMPUTE_TWO_THREADS,
+            );
+        }
+        let label = format!("sender ({})", result.cache);
+        gain(label, result, BATCH_TWO_SHARDS, BATCH_TWO_THREADS);
+    }
+    println!("\ntwo threads ÷ one: {}", gains.join(", "));
+}
 
 /// Prints the table of one cache setup.
 fn print_table(result: &SetupResult) {

@@ -309,8 +309,8 @@ fn pipeline_run_on_tiny_sizes() {
     let floors = [
         "memory floor (reads only)",
         "memory floor, 2 threads",
-        "compute floor (hot pair)",
-        "compute floor, 2 threads",
+        "CPU check (hot pairs)",
+        "CPU check, 2 threads",
     ];
     let expected: [(&str, Vec<&str>); 2] = [
         (
@@ -411,7 +411,7 @@ fn pipeline_run_on_tiny_sizes() {
     };
     let gain = |setup, one, two| format!("{:.2}x", ns(setup, one) / ns(setup, two));
     let expected = format!(
-        "two threads ÷ one: memory floor {}, compute floor {}, sender (direct-mapped) {}, \
+        "two threads ÷ one: memory floor {}, CPU check {}, sender (direct-mapped) {}, \
          sender (16-way) {}",
         gain(0, floors[0], floors[1]),
         gain(0, floors[2], floors[3]),

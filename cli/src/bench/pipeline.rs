@@ -4,9 +4,10 @@
 //! encoder), by the sender from one thread page by page and as one batch
 //! (`Sender::save_pages`), and by the sender with two shards in batches from one and from
 //! two threads. The memory floor (reading the guest page and a cached copy, nothing else)
-//! shows how much of that time is waiting for memory, and with the compute floor (encoding
-//! a pair held in the CPU cache) how far two threads can go: both floors run from one and
-//! from two threads, and a last line gives what two threads gain on each. Passes are
+//! shows how much of that time is waiting for memory, and with the CPU check (encoding a
+//! pair held in the CPU cache, in a pass as long as a sender's) how far two threads can go:
+//! both run from one and from two threads, and a last line gives what two threads gain on
+//! each. Passes are
 //! interleaved (each pass dirties the pages once, then every method saves them, in a
 //! rotating order), and the median pass gives the time per page.
 
@@ -144,9 +145,9 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
         let workers = Workers::new(threads);
         named.push((DIRECT_MAPPED, name, Method::Floor { floor, workers }));
     }
-    for (name, threads) in [(COMPUTE, 1), (COMPUTE_TWO_THREADS, 2)] {
+    for (name, threads) in [(CPU_CHECK, 1), (CPU_CHECK_TWO_THREADS, 2)] {
         let workers = Workers::new(threads);
-        named.push((DIRECT_MAPPED, name, Method::Compute { workers }));
+        named.push((DIRECT_MAPPED, name, Method::CpuCheck { workers }));
     }
     for ((setup, config), (_, two_shards)) in setups(cache, 1).into_iter().zip(setups(cache, 2)) {
         let sender = |config, threads, calls| -> anyhow::Result<Method> {
@@ -203,7 +204,7 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
             record_bytes: bytes_per_pass[i],
             cache_misses: match &methods[i] {
                 Method::Sender { sender, .. } => Some(sender.stats().xbzrle_cache.cache_miss),
-                Method::Qemu(_) | Method::Floor { .. } | Method::Compute { .. } => None,
+                Method::Qemu(_) | Method::Floor { .. } | Method::CpuCheck { .. } => None,
             },
         };
         match results.last_mut() {
@@ -240,18 +241,18 @@ pub(crate) fn run(args: PipelineArgs) -> anyhow::Result<()> {
 /// Names of the two baselines.
 const QEMU_WORD: &str = "QEMU's method, word encoder";
 const QEMU_LIBRARY: &str = "QEMU's method, xbzrle::encode";
-/// Names of the floors' rows.
+/// Names of the floors' and the CPU check's rows.
 const FLOOR: &str = "memory floor (reads only)";
 const FLOOR_TWO_THREADS: &str = "memory floor, 2 threads";
-const COMPUTE: &str = "compute floor (hot pair)";
-const COMPUTE_TWO_THREADS: &str = "compute floor, 2 threads";
+const CPU_CHECK: &str = "CPU check (hot pairs)";
+const CPU_CHECK_TWO_THREADS: &str = "CPU check, 2 threads";
 /// Names of the batch rows of the sender.
 const BATCH: &str = "sender, batch";
 const BATCH_TWO_SHARDS: &str = "sender, batch, 2 shards";
 const BATCH_TWO_THREADS: &str = "sender, batch, 2 threads";
 
 /// Prints what two threads gain over one (one thread's time per page over two threads')
-/// for each floor and for the sender with two shards of each setup.
+/// for the memory floor, the CPU check and the sender with two shards of each setup.
 fn print_scaling(results: &[SetupResult]) {
     let ns = |result: &SetupResult, name: &str| {
         let method = result.methods.iter().find(|m| m.method == name);
@@ -267,10 +268,10 @@ fn print_scaling(results: &[SetupResult]) {
         if result.cache == DIRECT_MAPPED {
             gain("memory floor".to_owned(), result, FLOOR, FLOOR_TWO_THREADS);
             gain(
-                "compute floor".to_owned(),
+                "CPU check".to_owned(),
                 result,
-                COMPUTE,
-                COMPUTE_TWO_THREADS,
+                CPU_CHECK,
+                CPU_CHECK_TWO_THREADS,
             );
         }
         let label = format!("sender ({})", result.cache);

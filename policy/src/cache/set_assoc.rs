@@ -78,7 +78,7 @@ impl SlotEntry for Entry {
 /// their copies would lie a set's worth of pages apart; filled in the order of a pass over
 /// the dirty bitmap, the copies of neighbouring pages lie side by side, as they do in a
 /// direct-mapped cache, and a later pass reads them in the order they lie (at guest-RAM
-/// scale that made the sender 1.10–1.15× faster; BENCHMARKS.md). A slot keeps its copy's
+/// scale that made the sender 1.09–1.27× faster; BENCHMARKS.md). A slot keeps its copy's
 /// place when its page is evicted or removed; a resize places the kept copies afresh, in
 /// set order.
 #[derive(Debug)]

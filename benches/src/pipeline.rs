@@ -395,13 +395,17 @@ impl Workers {
         let (done, results) = mpsc::channel();
         let (mut jobs, mut handles) = (Vec::new(), Vec::new());
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
-        for t in (0..threads).filter(|_| threads > 1) {
+        // A single thread is the caller's: none of its own.
+        let own_threads = if threads > 1 { threads } else { 0 };
+        for t in 0..own_threads {
             let (queue, received) = mpsc::channel::<Job>();
             let done = done.clone();
             let cpu = (!cpus.is_empty()).then(|| cpus[t % cpus.len()]);
             handles.push(thread::spawn(move || {
-                // Unpinned if the CPU cannot be chosen: only slower to start.
-                cpu.map(core_affinity::set_for_current);
+                if let Some(cpu) = cpu {
+                    // Left unpinned if the CPU cannot be chosen.
+                    core_affinity::set_for_current(cpu);
+                }
                 for job in received {
                     if done.send(job()).is_err() {
                         break;

@@ -375,7 +375,6 @@ pub enum Method {
 /// unpinned second thread waited for the first to finish a short pass before it ran
 /// (measured with a C loop: 1.1 ms of work each took 2.3 ms from two threads).
 pub struct Workers {
-    threads: usize,
     /// The job queue of each thread (none when the caller's thread is the only one).
     jobs: Vec<mpsc::Sender<Job>>,
     results: mpsc::Receiver<u64>,
@@ -415,7 +414,6 @@ impl Workers {
             jobs.push(queue);
         }
         Self {
-            threads,
             jobs,
             results,
             handles,
@@ -444,7 +442,7 @@ impl Workers {
             return work(&mut pages.iter().copied());
         }
         let work = Arc::new(work);
-        let threads = self.threads as u64;
+        let threads = self.jobs.len() as u64;
         for (t, queue) in (0u64..).zip(&self.jobs) {
             let (work, pages) = (Arc::clone(&work), Arc::clone(pages));
             let share = move || work(&mut pages.iter().copied().filter(|p| p % threads == t));

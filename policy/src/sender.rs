@@ -557,7 +557,7 @@ impl Sender {
         let Snapshot { stage, generation } = self.progress.now();
         let job = SaveJob {
             page,
-            key: page >> self.shard_bits,
+            key: self.shard_key(page),
             stage,
             generation,
         };
@@ -703,7 +703,7 @@ impl Sender {
         let Some(other) = other else {
             return;
         };
-        let key = other >> self.shard_bits;
+        let key = self.shard_key(other);
         if self.shard_index(other) == self.shard_index(page) {
             step(locked.cache.as_ref(), key);
         } else if let Ok(shard) = self.shard_of(other).try_lock() {
@@ -721,6 +721,11 @@ impl Sender {
 
     fn shard_index(&self, page: u64) -> usize {
         (page & (self.shards.len() as u64 - 1)) as usize
+    }
+
+    /// The key of `page` in its shard's cache: shard `p mod n` holds page `p` as `p / n`.
+    fn shard_key(&self, page: u64) -> u64 {
+        page >> self.shard_bits
     }
 
     /// The counters of every shard, summed.
@@ -808,7 +813,7 @@ impl Sender {
     pub fn copy_cached_page(&self, page: u64, out: &mut [u8]) -> Option<u64> {
         assert_eq!(out.len(), self.page_size, "copy_cached_page needs one page");
         let shard = lock_even_poisoned(self.shard_of(page));
-        let key = page >> self.shard_bits;
+        let key = self.shard_key(page);
         out.copy_from_slice(shard.cache.get(key)?);
         shard.cache.age(key)
     }

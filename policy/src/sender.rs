@@ -120,18 +120,31 @@ struct Shard {
 }
 
 /// Bytes of the next page, and of its cached copy, that a batch asks the CPU to load while
-/// it works on the current page: three eighths of a page (the rest is asked for when the
-/// next page's own save starts). Chosen by linking the sender built with each value into one
-/// process, every one saving the same passes at guest-RAM scale: against 2048, 1536 was
-/// 1.02–1.07× as fast with the 16-way cache (five runs) and 0.96–1.03× with the
-/// direct-mapped one; 1024 1.06–1.09× and 0.94×; 512 and 4096 0.87–0.95×.
+/// it works on the current page: three eighths of a page. The rest is not asked for: the
+/// hardware prefetchers stream it as the encoder walks the page, and asking for it too (as
+/// this sender did until 2026-12-02) made batches 1.06× slower. Chosen by linking the
+/// sender built with each value into one process, every one saving the same passes at
+/// guest-RAM scale (BENCHMARKS.md): 1024 and 2048 were 0.98–0.99× as fast as 1536, 512
+/// 0.95–0.97×, 3072 0.92×, 4096 0.83×, nothing at all 0.88–0.93× (1536 was also the best
+/// with the rest asked for, on the machine of the earlier measurements).
 const PREFETCH_NEXT_BYTES: usize = 1536;
+
+/// Bytes of a page saved by one call, and of its cached copy, asked for once the cache
+/// lookup has been issued. The lookup comes first: its loads depend on each other (the
+/// 16-way cache reads the set's keys, then the slot's metadata, then finds the copy), and
+/// prefetches issued before them queue ahead of their misses in the CPU's few fill buffers
+/// (asking for the whole page first made one-page calls 1.2–1.3× slower at guest-RAM
+/// scale). In the same comparison as [`PREFETCH_NEXT_BYTES`], 256, 512 and 768 bytes were
+/// as fast as each other, 1024 and 2048 slower, nothing at all 1.04–1.09× slower than 512.
+const PREFETCH_START_BYTES: usize = 512;
 
 /// What a batch has prefetched for the current page, and the pages it saves after it.
 #[derive(Debug, Default, Clone, Copy)]
 struct Ahead {
-    /// Bytes of the current page and of its cached copy already asked for.
-    prefetched: usize,
+    /// Whether the first [`PREFETCH_NEXT_BYTES`] of the current page (and of its cached
+    /// copy, unless its shard's lock was taken then) were asked for while the page before
+    /// it was saved.
+    started: bool,
     /// The next page: the start of its cached copy is asked for.
     next: Option<u64>,
     /// The page after it: its slot's metadata (where its copy lies) is asked for.
@@ -440,13 +453,13 @@ impl Sender {
         let mut pages = pages.into_iter();
         let (mut next, mut second, mut third) = (pages.next(), pages.next(), pages.next());
         let mut saved = 0;
-        // Bytes of the current page and of its cached copy already asked for.
-        let mut prefetched = 0;
+        // Whether the start of the current page and of its cached copy were asked for.
+        let mut started = false;
         while let Some((page, data)) = next {
             (next, second, third) = (second, third, pages.next());
             let page_number = |item: &Option<(u64, S)>| item.as_ref().map(|(page, _)| *page);
             let ahead = Ahead {
-                prefetched,
+                started,
                 next: next.as_ref().map(|(next, next_data)| {
                     next_data.prefetch(0, PREFETCH_NEXT_BYTES);
                     *next
@@ -456,7 +469,7 @@ impl Sender {
             };
             let sent = self.save_page_ahead(page, &data, out, ahead)?;
             saved += 1;
-            prefetched = PREFETCH_NEXT_BYTES;
+            started = true;
             if sink(page, sent, &out[..sent.record_len]).is_break() {
                 break;
             }
@@ -464,12 +477,11 @@ impl Sender {
         Ok(saved)
     }
 
-    /// [`Sender::save_page`]: asks the CPU to load the page and its cached copy at once,
-    /// past the bytes `ahead.prefetched` already asked for (the encoder then finds the lines
-    /// arriving instead of missing them one after the other), and for the pages of `ahead`
-    /// one step of the lookup each: the start of the next one's cached copy, the slot
-    /// metadata of the second (where its copy lies) and the lookup keys of the third, so
-    /// that no step waits for memory on the one before. A page of another shard is
+    /// [`Sender::save_page`]: asks the CPU to load the start of the page and of its cached
+    /// copy, unless a batch already did ([`PREFETCH_START_BYTES`]), and for the pages of
+    /// `ahead` one step of the lookup each: the start of the next one's cached copy, the
+    /// slot metadata of the second (where its copy lies) and the lookup keys of the third,
+    /// so that no step waits for memory on the one before. A page of another shard is
     /// prefetched only if that shard's lock is free.
     fn save_page_ahead<S: PageSource + ?Sized>(
         &self,
@@ -485,12 +497,13 @@ impl Sender {
                 page_size: self.page_size,
             });
         }
-        let rest = len.saturating_sub(ahead.prefetched);
-        data.prefetch(ahead.prefetched, rest);
         self.process(page, out, self.max_record_len(), |shard, job, out| {
-            if job.stage != Stage::Bulk {
-                // The bulk stage sends the page raw: the cached copy is not read.
-                shard.cache.prefetch(job.key, ahead.prefetched, rest);
+            if !ahead.started {
+                if job.stage != Stage::Bulk {
+                    // The bulk stage sends the page raw: the cached copy is not read.
+                    shard.cache.prefetch(job.key, 0, PREFETCH_START_BYTES);
+                }
+                data.prefetch(0, PREFETCH_START_BYTES);
             }
             self.with_cache_of(ahead.third, page, shard, |cache, key| {
                 cache.prefetch_lookup(key);

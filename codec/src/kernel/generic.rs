@@ -313,11 +313,18 @@ impl<S: PageSource + ?Sized, const UPDATE: bool> Pages<'_, S, UPDATE> {
     }
 
     /// Reads the block at `at` of the new page into registers (the only read of its bytes).
+    /// Without `UPDATE` the new page is an ordinary slice, `src`, loaded from directly: its
+    /// [`PageSource::read`] would check the range of every block again.
     ///
     /// # Safety
     /// The CPU supports `B`'s features; `at + BLOCK <= len`.
     #[inline(always)]
     unsafe fn load_new<B: Block>(&self, at: usize) -> B {
+        if !UPDATE {
+            // SAFETY: without `UPDATE`, `src` is the new page, valid for reading `len` bytes
+            // (`run`'s contract), and `at + BLOCK <= len`; the CPU supports `B`.
+            return unsafe { B::load(self.src.wrapping_add(at)) };
+        }
         let mut bytes = [0u8; BLOCK];
         self.new.read(at, &mut bytes);
         // SAFETY: `bytes` holds 64 bytes; the CPU supports `B` (caller's contract).

@@ -570,10 +570,10 @@ impl Method {
     }
 }
 
-/// Encodes per page of [`Method::CpuCheck`]: 8 take about as long as a sender's save at
+/// Encodes per page of [`Method::CpuCheck`]: 12 take about as long as a sender's save at
 /// guest-RAM scale on the machine of BENCHMARKS.md, so that waking the threads weighs the
-/// same on both.
-pub const CPU_CHECK_ENCODES: usize = 8;
+/// same on both (8 did, before `encode` got faster on 2026-12-02).
+pub const CPU_CHECK_ENCODES: usize = 12;
 
 /// The pair [`Method::CpuCheck`] encodes: a random page and a copy with 8 runs of 8 bytes
 /// rewritten, as [`Guest::run`] rewrites a dirty page.

@@ -262,7 +262,7 @@ pub struct MemoryFloor {
 /// Bytes at the start of the next page, and of its slot, that the floor asks for while it
 /// reads the current one. On the machine of BENCHMARKS.md 1536 and 2048 were as fast as
 /// each other, asking for nothing 1.1× slower and for 3072 bytes 1.2× slower.
-const FLOOR_PREFETCH_BYTES: usize = 2048;
+pub const FLOOR_PREFETCH_BYTES: usize = 2048;
 
 impl MemoryFloor {
     /// A cache of `cache_bytes` (rounded down to a power of two of pages), every page

@@ -36,6 +36,10 @@ pub enum Pattern {
     /// A quarter of the bytes changed, in runs of exactly 16: one run in each 64-byte stretch,
     /// at a pseudo-random offset from 0 to 40 (so runs never touch).
     QuarterRunsOfSixteen,
+    /// Every other byte changed, from offset 1: 2048 runs of 1 byte per 4 KiB page, so the
+    /// delta (3 bytes per run) overflows a page-sized output buffer although half the page
+    /// is unchanged.
+    Alternating,
     /// The new page is independent pseudo-random bytes: the delta overflows a page-sized
     /// output buffer.
     Random,
@@ -48,6 +52,7 @@ impl Pattern {
         Pattern::FourBytes,
         Pattern::EightRunsOfEight,
         Pattern::QuarterRunsOfSixteen,
+        Pattern::Alternating,
         Pattern::Random,
     ];
 
@@ -58,6 +63,7 @@ impl Pattern {
             Pattern::FourBytes => "4-bytes",
             Pattern::EightRunsOfEight => "8x8",
             Pattern::QuarterRunsOfSixteen => "25pct-runs16",
+            Pattern::Alternating => "alternating",
             Pattern::Random => "random",
         }
     }
@@ -69,6 +75,7 @@ impl Pattern {
             Pattern::FourBytes => "4 changed bytes per 4 KiB (one every 1024)",
             Pattern::EightRunsOfEight => "8 runs of 8 changed bytes per 4 KiB",
             Pattern::QuarterRunsOfSixteen => "25% of bytes changed, in runs of 16",
+            Pattern::Alternating => "every other byte changed (overflows)",
             Pattern::Random => "random new page (overflows)",
         }
     }
@@ -115,6 +122,11 @@ impl Pattern {
                     if let Some(run) = stretch.get_mut(start..end) {
                         change(&mut rng, run);
                     }
+                }
+            }
+            Pattern::Alternating => {
+                for byte in new.iter_mut().skip(1).step_by(2) {
+                    change(&mut rng, core::slice::from_mut(byte));
                 }
             }
             Pattern::Random => rng.fill(new),
@@ -354,6 +366,13 @@ mod tests {
         offsets.sort_unstable();
         offsets.dedup();
         assert!(offsets.len() > 10, "{offsets:?}");
+    }
+
+    #[test]
+    fn alternating_changes_every_odd_byte() {
+        let (old, new) = pair(Pattern::Alternating, PAGE_SIZE);
+        let expected: Vec<(usize, usize)> = (1..PAGE_SIZE).step_by(2).map(|at| (at, 1)).collect();
+        assert_eq!(changed_runs(&old, &new), expected);
     }
 
     #[test]

@@ -147,10 +147,44 @@ pub(super) unsafe fn encode_update<B: Block, S: PageSource + ?Sized>(
     }
 }
 
-/// Whether every byte of the group's XORs is nonzero.
+/// The least length of the delta of the blocks counted so far: their changed bytes and two
+/// length bytes for each changed run (the least a run's `zrun nzrun` lengths take). Counted
+/// from equality masks only, at the speed of a comparison.
+#[derive(Default)]
+struct LeastDelta {
+    changed: usize,
+    runs: usize,
+    /// Whether the last byte counted was changed (1) or not (0).
+    carry: u64,
+}
+
+impl LeastDelta {
+    /// Counts the next block, with equality mask `mask`.
+    #[inline(always)]
+    fn count(&mut self, mask: u64) {
+        let bytes = !mask;
+        // A run starts at a changed byte whose predecessor is unchanged.
+        let starts = bytes & !((bytes << 1) | self.carry);
+        self.changed += bytes.count_ones() as usize;
+        self.runs += starts.count_ones() as usize;
+        self.carry = bytes >> 63;
+    }
+
+    /// The least length of the delta of the blocks counted.
+    fn bytes(&self) -> usize {
+        self.changed + 2 * self.runs
+    }
+}
+
+/// Whether a delta with changes as dense as the group's, whose XORs are `diff`, over `groups`
+/// groups, would be longer than `cap` bytes.
 #[inline(always)]
-fn all_changed<B: Block>(diff: &[B; GROUP]) -> bool {
-    diff.iter().all(|d| d.zero_mask() == 0)
+fn dense<B: Block>(diff: &[B; GROUP], groups: usize, cap: usize) -> bool {
+    let mut least = LeastDelta::default();
+    for d in diff {
+        least.count(d.zero_mask());
+    }
+    least.bytes().saturating_mul(groups) > cap
 }
 
 /// Whether any byte of the group's XORs is nonzero.
@@ -204,16 +238,6 @@ impl<S: PageSource + ?Sized, const UPDATE: bool> Pages<'_, S, UPDATE> {
         'groups: while len - at >= GROUP * BLOCK {
             // SAFETY: the `GROUP` blocks from `at` are inside the pages (loop condition).
             let (mut new, mut diff) = unsafe { self.compare_group::<B>(at) };
-            // A page that starts with a whole group of changed bytes may well not fit (a
-            // rewritten page): count its changed bytes and runs first, at the speed of a
-            // comparison, instead of writing most of a delta that is thrown away. Not when
-            // updating: the count would read the new page a second time.
-            if !UPDATE && at == 0 && all_changed(&diff) {
-                // SAFETY: as for `run`.
-                if unsafe { self.delta_surely_longer_than::<B>(runs.cap) } {
-                    return Err(Overflowed { refreshed: 0 });
-                }
-            }
             if !any_changed(&diff) {
                 if runs.in_changed {
                     // Nothing of this group needs refreshing: as read, it equals the copy.
@@ -233,6 +257,20 @@ impl<S: PageSource + ?Sized, const UPDATE: bool> Pages<'_, S, UPDATE> {
                         break;
                     }
                 }
+            }
+            // The first group with changes: if the rest of the page were changed as densely, the
+            // delta would not fit (a rewritten page, or one changed in many short runs). Then
+            // count the changed bytes and runs of the rest first, at the speed of a comparison,
+            // instead of writing most of a delta that is thrown away. Not when updating: the
+            // count would read the new page a second time.
+            if !UPDATE
+                && runs.written == 0
+                && !runs.in_changed
+                && dense(&diff, (len - at) / (GROUP * BLOCK), runs.cap)
+                // SAFETY: as for `run`; `at <= len`.
+                && unsafe { self.delta_surely_longer_than::<B>(at, runs.cap) }
+            {
+                return Err(Overflowed { refreshed: 0 });
             }
             // SAFETY: the `GROUP` blocks from `at` are inside the pages (loop condition).
             if let Err(Overflow) = unsafe { self.group_blocks(&mut runs, at, &new, &diff) } {
@@ -271,30 +309,22 @@ impl<S: PageSource + ?Sized, const UPDATE: bool> Pages<'_, S, UPDATE> {
             .map_err(|Overflow| Overflowed { refreshed: len })
     }
 
-    /// Whether the delta is surely longer than `cap` bytes: its changed bytes plus two length
-    /// bytes for each changed run (the least a run's `zrun nzrun` lengths take) exceed it.
+    /// Whether the delta of a page unchanged before `from` is surely longer than `cap` bytes:
+    /// the [`LeastDelta`] of its bytes from `from` on is.
     ///
     /// # Safety
-    /// As for [`Pages::run`].
+    /// As for [`Pages::run`], and `from <= len`.
     #[inline(always)]
-    unsafe fn delta_surely_longer_than<B: Block>(&self, cap: usize) -> bool {
-        let (mut changed, mut runs, mut carry) = (0usize, 0usize, 0u64);
-        let mut count = |mask: u64| {
-            let bytes = !mask;
-            // A run starts at a changed byte whose predecessor is unchanged.
-            let starts = bytes & !((bytes << 1) | carry);
-            changed += bytes.count_ones() as usize;
-            runs += starts.count_ones() as usize;
-            carry = bytes >> 63;
-        };
-        let mut at = 0;
+    unsafe fn delta_surely_longer_than<B: Block>(&self, from: usize, cap: usize) -> bool {
+        let mut least = LeastDelta::default();
+        let mut at = from;
         while self.len - at >= BLOCK {
             // SAFETY: the block at `at` is inside the pages (loop condition); the CPU supports
             // `B` (caller's contract).
             let old = unsafe { B::load(self.old.wrapping_add(at)) };
             // SAFETY: as above.
             let new = unsafe { self.load_new::<B>(at) };
-            count(old.xor(new).zero_mask());
+            least.count(old.xor(new).zero_mask());
             at += BLOCK;
         }
         if at < self.len {
@@ -307,9 +337,9 @@ impl<S: PageSource + ?Sized, const UPDATE: bool> Pages<'_, S, UPDATE> {
             let old = unsafe { B::load(old.as_ptr()) };
             // SAFETY: as above.
             let new = unsafe { B::load(new.as_ptr()) };
-            count(old.xor(new).zero_mask() | (!0u64 << rest));
+            least.count(old.xor(new).zero_mask() | (!0u64 << rest));
         }
-        changed + 2 * runs > cap
+        least.bytes() > cap
     }
 
     /// Reads the block at `at` of the new page into registers (the only read of its bytes).

@@ -36,9 +36,9 @@ pub trait PageSource {
     fn read(&self, at: usize, dst: &mut [u8]);
 
     /// Asks the CPU to start loading the bytes `at..at + len` (clamped to the page) into its
-    /// caches, because they will be read soon; reads nothing and changes nothing. A batch of
-    /// saves calls it for the next page while it encodes the current one. The provided
-    /// implementation does nothing.
+    /// caches, because they will be read soon; reads nothing and changes nothing. The sender
+    /// calls it for the start of a page it saves and, in a batch, of the next page while it
+    /// encodes the current one. The provided implementation does nothing.
     fn prefetch(&self, at: usize, len: usize) {
         let _ = (at, len);
     }

@@ -20,6 +20,13 @@
 //! bytes are copied out of the cached copy (or, with AVX-512, stored from those registers
 //! with a byte-masked store, which avoids reading back what was just stored), so the delta
 //! and the refreshed copy agree even if the new page changes meanwhile.
+//!
+//! A page whose first changed group is changed so densely that the page, changed alike,
+//! could not fit (a rewritten page, or one changed in many short runs) is counted before
+//! runs are written: its changed bytes and runs give a least delta length, from the masks
+//! alone. `encode` counts the rest of the page and reports the overflow if it is surely too
+//! long; `encode_update`, which must not read the new page twice, refreshes and counts a
+//! window of up to 4 KiB first and writes its runs only if they can fit.
 
 use crate::encoded::Encoded;
 use crate::format::{Overflow, uleb128_len, write_uleb128};
@@ -34,6 +41,10 @@ const GROUP: usize = 4;
 
 /// Longest changed run written by the fast path, with one fixed-size copy.
 const SHORT_RUN: usize = 64;
+
+/// Blocks `encode_update` refreshes and counts before writing runs, from the first changed
+/// group of a page whose changes look too dense to fit (see [`Pages::dense_window`]).
+const WINDOW_BLOCKS: usize = 64;
 
 /// 64 bytes held in vector registers.
 ///
@@ -261,16 +272,22 @@ impl<S: PageSource + ?Sized, const UPDATE: bool> Pages<'_, S, UPDATE> {
             // The first group with changes: if the rest of the page were changed as densely, the
             // delta would not fit (a rewritten page, or one changed in many short runs). Then
             // count the changed bytes and runs of the rest first, at the speed of a comparison,
-            // instead of writing most of a delta that is thrown away. Not when updating: the
-            // count would read the new page a second time.
-            if !UPDATE
-                && runs.written == 0
+            // instead of writing most of a delta that is thrown away.
+            if runs.written == 0
                 && !runs.in_changed
                 && dense(&diff, (len - at) / (GROUP * BLOCK), runs.cap)
-                // SAFETY: as for `run`; `at <= len`.
-                && unsafe { self.delta_surely_longer_than::<B>(at, runs.cap) }
             {
-                return Err(Overflowed { refreshed: 0 });
+                if UPDATE {
+                    // Counting ahead would read the new page a second time: refresh and count
+                    // a window first, then write its runs if they can fit.
+                    // SAFETY: as for `run`; the group at `at` is inside the pages.
+                    at = unsafe { self.dense_window(&mut runs, at, &new, &diff) }?;
+                    continue;
+                }
+                // SAFETY: as for `run`; `at <= len`.
+                if unsafe { self.delta_surely_longer_than::<B>(at, runs.cap) } {
+                    return Err(Overflowed { refreshed: 0 });
+                }
             }
             // SAFETY: the `GROUP` blocks from `at` are inside the pages (loop condition).
             if let Err(Overflow) = unsafe { self.group_blocks(&mut runs, at, &new, &diff) } {
@@ -307,6 +324,63 @@ impl<S: PageSource + ?Sized, const UPDATE: bool> Pages<'_, S, UPDATE> {
         }
         runs.finish()
             .map_err(|Overflow| Overflowed { refreshed: len })
+    }
+
+    /// With `UPDATE`, from the first changed group of a page, at `at`, whose new blocks are
+    /// `new` and XORs with the old ones `diff`, when its changes look too dense to fit: stores
+    /// the changed blocks of up to [`WINDOW_BLOCKS`] full blocks from `at` into the cached copy
+    /// (each new block read once, as everywhere), keeping their equality masks and counting
+    /// their [`LeastDelta`]. If that proves the delta longer than the output, reports the
+    /// overflow without having written a run (an alternating page: one count instead of
+    /// about 1365 runs written); otherwise writes the window's runs from the masks and the
+    /// refreshed copy, as the blocks would have written them. Returns where the window ends.
+    ///
+    /// # Safety
+    /// As for [`Pages::run`]; the group at `at` is inside the pages, and nothing before `at`
+    /// was changed (no pair written, no run open).
+    #[inline(always)]
+    unsafe fn dense_window<B: Block>(
+        &self,
+        runs: &mut Runs,
+        at: usize,
+        new: &[B; GROUP],
+        diff: &[B; GROUP],
+    ) -> Result<usize, Overflowed> {
+        let mut masks = [0u64; WINDOW_BLOCKS];
+        let mut least = LeastDelta::default();
+        let mut refresh = |k: usize, new: B, mask: u64| {
+            if mask != !0 {
+                // SAFETY: block `k` of the window is inside the pages (caller's contract and
+                // the loop below), so inside `cached`.
+                unsafe { new.store(self.cached.wrapping_add(at + k * BLOCK)) };
+            }
+            masks[k] = mask;
+            least.count(mask);
+        };
+        for (k, (&new, diff)) in new.iter().zip(diff).enumerate() {
+            refresh(k, new, diff.zero_mask());
+        }
+        let blocks = ((self.len - at) / BLOCK).min(WINDOW_BLOCKS);
+        for k in GROUP..blocks {
+            let block_at = at + k * BLOCK;
+            // SAFETY: `k < blocks`, so the block is inside the pages; the CPU supports `B`.
+            let old = unsafe { B::load(self.old.wrapping_add(block_at)) };
+            // SAFETY: as above.
+            let new = unsafe { self.load_new::<B>(block_at) };
+            refresh(k, new, old.xor(new).zero_mask());
+        }
+        let end = at + blocks * BLOCK;
+        if least.bytes() > runs.cap {
+            return Err(Overflowed { refreshed: end });
+        }
+        for (k, &mask) in masks[..blocks].iter().enumerate() {
+            let block_at = at + k * BLOCK;
+            // SAFETY: the block is inside `cached` (above), which now holds its new bytes.
+            let new = unsafe { B::load(self.cached.wrapping_add(block_at)) };
+            runs.block::<B, UPDATE>(block_at, mask, new)
+                .map_err(|Overflow| Overflowed { refreshed: end })?;
+        }
+        Ok(end)
     }
 
     /// Whether the delta of a page unchanged before `from` is surely longer than `cap` bytes:

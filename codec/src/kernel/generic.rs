@@ -306,11 +306,9 @@ impl<S: PageSource + ?Sized, const UPDATE: bool> Pages<'_, S, UPDATE> {
         }
         while len - at >= BLOCK {
             // SAFETY: the block at `at` is inside the pages (loop condition).
-            let old = unsafe { B::load(self.old.wrapping_add(at)) };
+            let (new, mask) = unsafe { self.compare_block::<B>(at) };
             // SAFETY: as above.
-            let new = unsafe { self.load_new::<B>(at) };
-            // SAFETY: as above.
-            unsafe { self.block(&mut runs, at, new, old.xor(new).zero_mask()) }.map_err(
+            unsafe { self.block(&mut runs, at, new, mask) }.map_err(
                 |Overflow| Overflowed {
                     refreshed: at + BLOCK,
                 },
@@ -363,11 +361,9 @@ impl<S: PageSource + ?Sized, const UPDATE: bool> Pages<'_, S, UPDATE> {
         let blocks = ((self.len - at) / BLOCK).min(WINDOW_BLOCKS);
         for k in GROUP..blocks {
             let block_at = at + k * BLOCK;
-            // SAFETY: `k < blocks`, so the block is inside the pages; the CPU supports `B`.
-            let old = unsafe { B::load(self.old.wrapping_add(block_at)) };
-            // SAFETY: as above.
-            let new = unsafe { self.load_new::<B>(block_at) };
-            refresh(k, new, old.xor(new).zero_mask());
+            // SAFETY: `k < blocks`, so the block is inside the pages.
+            let (new, mask) = unsafe { self.compare_block::<B>(block_at) };
+            refresh(k, new, mask);
         }
         let end = at + blocks * BLOCK;
         if least.bytes() > runs.cap {
@@ -393,12 +389,9 @@ impl<S: PageSource + ?Sized, const UPDATE: bool> Pages<'_, S, UPDATE> {
         let mut least = LeastDelta::default();
         let mut at = from;
         while self.len - at >= BLOCK {
-            // SAFETY: the block at `at` is inside the pages (loop condition); the CPU supports
-            // `B` (caller's contract).
-            let old = unsafe { B::load(self.old.wrapping_add(at)) };
-            // SAFETY: as above.
-            let new = unsafe { self.load_new::<B>(at) };
-            least.count(old.xor(new).zero_mask());
+            // SAFETY: the block at `at` is inside the pages (loop condition).
+            let (_, mask) = unsafe { self.compare_block::<B>(at) };
+            least.count(mask);
             at += BLOCK;
         }
         if at < self.len {
@@ -433,6 +426,19 @@ impl<S: PageSource + ?Sized, const UPDATE: bool> Pages<'_, S, UPDATE> {
         self.new.read(at, &mut bytes);
         // SAFETY: `bytes` holds 64 bytes; the CPU supports `B` (caller's contract).
         unsafe { B::load(bytes.as_ptr()) }
+    }
+
+    /// Loads the block at `at` of both pages: the new block and its equality mask.
+    ///
+    /// # Safety
+    /// As for [`Pages::run`], and `at + BLOCK <= len`.
+    #[inline(always)]
+    unsafe fn compare_block<B: Block>(&self, at: usize) -> (B, u64) {
+        // SAFETY: the block is inside the old page (caller's contract); the CPU supports `B`.
+        let old = unsafe { B::load(self.old.wrapping_add(at)) };
+        // SAFETY: as above, for the new page.
+        let new = unsafe { self.load_new::<B>(at) };
+        (new, old.xor(new).zero_mask())
     }
 
     /// Loads the `GROUP` blocks at `at` of both pages: the new blocks and their XOR with
